@@ -1,0 +1,1 @@
+"""Compositionality metrics, run loading, reports and plots. Needs numpy/scipy/matplotlib only, never torch."""

@@ -1,0 +1,1 @@
+"""Runnable game scripts and presets: `python -m games.referential --help`."""
