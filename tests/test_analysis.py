@@ -1,0 +1,104 @@
+"""Loading, aggregation, reports and plots over run directories (no torch involved)."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from analysis.curves import aggregate_curves, final_values
+from analysis.report import markdown_table
+from analysis.runs import find_runs, load_run, load_table
+from analysis.stats import mean_ci
+
+
+def write_run(path, strategy, seed, topsims, accuracies=None):
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"strategy": strategy, "seed": seed}))
+    lines = []
+    for g, t in enumerate(topsims):
+        record = {"generation": g, "strategy": strategy, "seed": seed, "topsim": t}
+        if accuracies is not None:
+            record["accuracy"] = accuracies[g]
+        lines.append(json.dumps(record))
+    (path / "generations.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    write_run(tmp_path / "a" / "s0", "no_reset", 0, [0.5, 0.6, 0.7], [0.9, 0.95, 1.0])
+    write_run(tmp_path / "a" / "s1", "no_reset", 1, [0.3, 0.4, 0.5], [0.8, 0.9, 0.9])
+    write_run(tmp_path / "b" / "s0", "pbf", 0, [0.2, 0.8], [0.5, 0.6])
+    return tmp_path
+
+
+def test_mean_ci_matches_student_t():
+    values = [0.1, 0.4, 0.35, 0.8]
+    mean, half, n = mean_ci(values)
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert n == 4 and mean == pytest.approx(np.mean(values))
+    assert half == pytest.approx((high - low) / 2)
+
+
+def test_mean_ci_skips_missing_and_single_value_has_no_width():
+    mean, half, n = mean_ci([0.5, None, float("nan")])
+    assert (mean, n) == (0.5, 1) and math.isnan(half)
+    with pytest.raises(ValueError, match="confidence"):
+        mean_ci([1.0, 2.0], confidence=1.5)
+
+
+def test_find_runs_descends_into_sweeps(sweep):
+    runs = find_runs([sweep])
+    assert [p.relative_to(sweep).as_posix() for p in runs] == ["a/s0", "a/s1", "b/s0"]
+    assert find_runs([sweep / "a" / "s0", sweep]) == runs
+    with pytest.raises(ValueError, match="does not exist"):
+        find_runs([sweep / "missing"])
+
+
+def test_aggregate_curves_by_strategy(sweep):
+    runs = [load_run(p) for p in find_runs([sweep])]
+    curves = {c.label: c for c in aggregate_curves(runs, "topsim")}
+    assert curves["no_reset"].x == [0.0, 1.0, 2.0]
+    assert curves["no_reset"].mean == pytest.approx([0.4, 0.5, 0.6])
+    assert curves["no_reset"].n == [2, 2, 2]
+    assert curves["pbf"].mean == pytest.approx([0.2, 0.8])
+    with pytest.raises(ValueError, match="recorded keys"):
+        aggregate_curves(runs, "nonexistent")
+
+
+def test_final_values_and_report(sweep):
+    runs = [load_run(p) for p in find_runs([sweep])]
+    assert final_values(runs, "topsim") == {"no_reset": [0.7, 0.5], "pbf": [0.8]}
+    table = markdown_table(runs, ["accuracy", "topsim"])
+    lines = table.splitlines()
+    assert lines[0] == "| strategy | seeds | final accuracy | final topsim |"
+    half = stats.t.ppf(0.975, 1) * np.std([0.7, 0.5], ddof=1) / np.sqrt(2)
+    assert lines[2] == f"| no_reset | 2 | 0.950 ± {stats.t.ppf(0.975, 1) * np.std([1.0, 0.9], ddof=1) / np.sqrt(2):.3f} | 0.600 ± {half:.3f} |"
+    assert lines[3] == "| pbf | 1 | 0.600 | 0.800 |"
+
+
+def test_load_table_rows(sweep):
+    rows = load_table([sweep], as_frame=False)
+    assert len(rows) == 8
+    assert {r["label"] for r in rows} == {"no_reset", "pbf"}
+    assert all("topsim" in r and "run" in r for r in rows)
+
+
+def test_plot_cli_writes_png_and_errors_cleanly(sweep, tmp_path):
+    out = tmp_path / "fig.png"
+    done = subprocess.run([sys.executable, "-m", "analysis.plot", str(sweep), "--metric", "topsim",
+                           "--metric", "accuracy", "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = subprocess.run([sys.executable, "-m", "analysis.plot", str(sweep), "--metric", "nope"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "nope" in bad.stderr
+
+
+def test_analysis_never_imports_torch(sweep):
+    code = ("import sys, analysis.runs, analysis.curves, analysis.report, analysis.plot, analysis.stats;"
+            "assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
