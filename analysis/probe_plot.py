@@ -1,0 +1,180 @@
+"""Targeted-forgetting probe results: load probe.json files, summarize over seeds, plot.
+
+    python -m analysis.probe_plot runs/probe --out probe.png [--metric accuracy]
+
+A probe run directory holds `probe.json` (written by `python -m games.targeted_forgetting`):
+{"config": {...}, "groups": [reference group, target group], "measurements": [{"step", "epoch",
+"before": {group: {"n", "accuracy", "loss", "entropy", ...}}, "after": {...}}, ...]}.
+The summary uses each run's last measurement: per group the metric before and after forgetting,
+the drop (before - after), and the *gap*: how much more the target group (mislabeled / hard) drops
+than the reference group (clean / easy), each as mean +- Student-t CI over the runs (seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import sys
+from typing import Any, Iterable
+
+from .stats import mean_ci
+
+PROBE_FILE = "probe.json"
+METRICS = ("accuracy", "loss", "entropy")
+
+
+def find_probes(paths: Iterable[str | os.PathLike]) -> list[pathlib.Path]:
+    """Every directory at or below `paths` that holds a probe.json, sorted, each once."""
+    found: set[pathlib.Path] = set()
+    for raw in paths:
+        path = pathlib.Path(raw)
+        if not path.exists():
+            raise ValueError(f"probe directory {path} does not exist")
+        if (path / PROBE_FILE).is_file():
+            found.add(path)
+        else:
+            found.update(p.parent for p in path.rglob(PROBE_FILE))
+    return sorted(found)
+
+
+def load_probe(path: str | os.PathLike) -> dict[str, Any]:
+    """One probe run: its probe.json plus the directory it came from."""
+    path = pathlib.Path(path)
+    target = path / PROBE_FILE if path.is_dir() else path
+    try:
+        probe = json.loads(target.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{target}: not a readable probe.json ({error})") from None
+    if not probe.get("measurements") or len(probe.get("groups", ())) != 2:
+        raise ValueError(f"{target}: no measurements or not exactly two groups")
+    probe["path"] = str(target.parent)
+    return probe
+
+
+def _number(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def probe_summary(probes: list[dict[str, Any]], metric: str = "accuracy", confidence: float = 0.95) -> dict[str, Any]:
+    """Mean and CI over runs of the last measurement: before / after / drop per group, and the gap."""
+    if not probes:
+        raise ValueError("no probe runs to summarize")
+    groups = probes[0]["groups"]
+    if any(p["groups"] != groups for p in probes):
+        raise ValueError(f"probe runs mix groupings: {sorted({tuple(p['groups']) for p in probes})}")
+    if metric not in probes[0]["measurements"][-1]["before"][groups[0]]:
+        raise ValueError(f"--metric {metric!r}: recorded metrics are {', '.join(METRICS)}")
+    per_group: dict[str, dict[str, tuple[float, float, int]]] = {}
+    drops: dict[str, list[float]] = {}
+    for group in groups:
+        before = [_number(p["measurements"][-1]["before"][group][metric]) for p in probes]
+        after = [_number(p["measurements"][-1]["after"][group][metric]) for p in probes]
+        drops[group] = [b - a for b, a in zip(before, after)]
+        per_group[group] = {"before": mean_ci(before, confidence), "after": mean_ci(after, confidence),
+                            "drop": mean_ci(drops[group], confidence)}
+    gap = [t - r for r, t in zip(drops[groups[0]], drops[groups[1]])]
+    return {"metric": metric, "groups": groups, "runs": len(probes), "per_group": per_group,
+            "gap": mean_ci(gap, confidence), "confidence": confidence,
+            "step": [p["measurements"][-1]["step"] for p in probes]}
+
+
+def _cell(stat: tuple[float, float, int], scale: float) -> str:
+    mean, half, _ = stat
+    if math.isnan(mean):
+        return "-"
+    return f"{scale * mean:.1f}" if math.isnan(half) else f"{scale * mean:.1f} ± {scale * half:.1f}"
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """Markdown table of `probe_summary` (accuracy in percent points)."""
+    scale = 100.0 if summary["metric"] == "accuracy" else 1.0
+    unit = " (%)" if scale == 100.0 else ""
+    lines = [f"| group | {summary['metric']} before{unit} | after{unit} | drop{unit} |", "|---|---|---|---|"]
+    for group in summary["groups"]:
+        stats = summary["per_group"][group]
+        lines.append(f"| {group} | {_cell(stats['before'], scale)} | {_cell(stats['after'], scale)} | "
+                     f"{_cell(stats['drop'], scale)} |")
+    reference, target = summary["groups"]
+    lines.append(f"| gap: drop({target}) - drop({reference}) | | | {_cell(summary['gap'], scale)} |")
+    confidence = int(round(summary["confidence"] * 100))
+    lines.append(f"\nmean ± {confidence} % CI (Student t) over {summary['runs']} runs, last measurement "
+                 f"(step {min(summary['step'])}..{max(summary['step'])})")
+    return "\n".join(lines)
+
+
+def plot_probe(probes: list[dict[str, Any]], out: str, metric: str = "accuracy", confidence: float = 0.95,
+               title: str | None = None) -> None:
+    """Left: each group before/after forgetting at the last measurement (mean, CI bars).
+    Right: the metric over training steps, before (solid) and after (dashed) forgetting, per group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = probe_summary(probes, metric, confidence)
+    groups = summary["groups"]
+    fig, (bars, lines) = plt.subplots(1, 2, figsize=(10.5, 3.9))
+    width = 0.38
+    for offset, phase, shade in ((-width / 2, "before", 0.9), (width / 2, "after", 0.45)):
+        means = [summary["per_group"][g][phase][0] for g in groups]
+        halves = [0.0 if math.isnan(summary["per_group"][g][phase][1]) else summary["per_group"][g][phase][1]
+                  for g in groups]
+        bars.bar([i + offset for i in range(len(groups))], means, width, yerr=halves, capsize=4, label=phase,
+                 color=str(1.0 - shade))
+    bars.set_xticks(range(len(groups)), groups)
+    bars.set_ylabel(metric)
+    bars.legend(fontsize=8)
+    bars.set_title(f"last measurement, n={summary['runs']}", fontsize=9)
+    for group, color in zip(groups, ("tab:blue", "tab:red")):
+        for phase, style in (("before", "-"), ("after", "--")):
+            by_step: dict[int, list[float]] = {}
+            for probe in probes:
+                for m in probe["measurements"]:
+                    by_step.setdefault(m["step"], []).append(_number(m[phase][group][metric]))
+            steps = sorted(by_step)
+            stats = [mean_ci(by_step[s], confidence) for s in steps]
+            mean = [s[0] for s in stats]
+            lines.plot(steps, mean, style, color=color, label=f"{group} {phase}")
+            half = [0.0 if math.isnan(s[1]) else s[1] for s in stats]
+            lines.fill_between(steps, [m - h for m, h in zip(mean, half)], [m + h for m, h in zip(mean, half)],
+                               color=color, alpha=0.12, linewidth=0)
+    lines.set_xlabel("training step")
+    lines.set_ylabel(metric)
+    lines.grid(alpha=0.3)
+    lines.legend(fontsize=8)
+    fig.suptitle(title or f"targeted forgetting: {metric} before / after (mean, {int(confidence * 100)} % CI)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.probe_plot", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("probes", nargs="+", help="probe run directories or folders holding them")
+    parser.add_argument("--metric", default="accuracy", choices=METRICS)
+    parser.add_argument("--out", default=None, help="figure to write (png, pdf, svg); none = table only")
+    parser.add_argument("--confidence", type=float, default=0.95)
+    args = parser.parse_args(argv)
+    try:
+        if not 0 < args.confidence < 1:
+            raise ValueError(f"--confidence {args.confidence}: allowed range is (0, 1)")
+        paths = find_probes(args.probes)
+        if not paths:
+            raise ValueError(f"no {PROBE_FILE} under {' '.join(args.probes)}")
+        probes = [load_probe(p) for p in paths]
+        print(summary_table(probe_summary(probes, args.metric, args.confidence)))
+        if args.out:
+            plot_probe(probes, args.out, args.metric, args.confidence)
+            print(f"wrote {args.out}")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""`python -m games.image_classification`: image classifiers trained in generations with forgetting.
+
+    python -m games.image_classification                                   # digits, small CNN, LLF
+    python -m games.image_classification --strategy long_baseline --out runs/digits-long
+    python -m games.image_classification --dataset cifar10 --data-root ~/data --arch resnet18 \\
+        --stem cifar --strategy llf --layer layer4 --generations 11 --epochs 200 --lr 0.256
+    python -m games.image_classification --resume runs/digits-llf --generations 8
+
+Writes RUN_DIR/config.json, generations.jsonl (one record per generation: train/val/test top-1)
+and checkpoint.pt. Bad arguments give a one-line error and exit status 2 before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from emergent_frl.vision.datasets import DATASETS
+from emergent_frl.vision.experiment import ImageRunConfig, merge_resumed, open_run_directory, prepare_run
+from emergent_frl.vision.models import ARCHITECTURES, STEMS
+from emergent_frl.vision.strategies import SPLIT_MODES, STRATEGIES
+
+DEFAULTS = ImageRunConfig().to_flat()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m games.image_classification", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    def add(flag: str, **kwargs) -> None:
+        dest = flag.lstrip("-").replace("-", "_")
+        shown = DEFAULTS.get(dest)
+        kwargs.setdefault("help", "")
+        kwargs["help"] += f" (default: {shown})" if dest in DEFAULTS else ""
+        parser.add_argument(flag, dest=dest, default=None, **kwargs)
+
+    data = parser.add_argument_group("data")
+    add("--dataset", choices=DATASETS, help="data set")
+    add("--data-root", help="folder holding the data sets (not used by digits)")
+    add("--image-size", type=int, help="square input size; none = the data set's (digits 16, CIFAR 32, else 224)")
+    add("--train-per-class", type=int, help="few-shot training set: examples per class (0 = all)")
+    add("--val-fraction", type=float, help="held-out share of train where a data set has no val split")
+    add("--split-seed", type=int, help="seed of the train/val/test split (independent of --seed)")
+    parser.add_argument("--no-augment", dest="augment", action="store_false", default=None, help="no train-time augmentation")
+    add("--workers", type=int, help="DataLoader workers for image-file data sets")
+
+    model = parser.add_argument_group("model")
+    add("--arch", choices=ARCHITECTURES, help="network")
+    add("--stem", choices=STEMS, help="ResNet stem: cifar = 3x3 stride-1 conv1 and no max-pool")
+    add("--width", type=int, help="small_cnn / mlp width (ResNets have torchvision's widths)")
+
+    strategy = parser.add_argument_group("strategy")
+    add("--strategy", choices=STRATEGIES, help="what happens between generations")
+    add("--layer", help="llf: first forgotten module (none = arch default: small_cnn layer3, resnet layer4)")
+    add("--reverse", action="store_true", help="llf: forget the modules before --layer instead")
+    add("--split-rate", type=float, help="ke: kept (fit-hypothesis) fraction")
+    add("--split-mode", choices=SPLIT_MODES, help="ke: kernel-level or weight-level split")
+    add("--prune-fraction", type=float, help="imp: share of surviving weights pruned per generation")
+    add("--rewind-epoch", type=int, help="imp: rewind survivors to the weights after this epoch of gen. 0 (0 = init)")
+
+    train = parser.add_argument_group("training")
+    add("--generations", type=int, help="generations (the long baseline: segments of --epochs)")
+    add("--epochs", type=int, help="epochs per generation")
+    add("--batch-size", type=int, help="batch size")
+    add("--lr", type=float, help="peak SGD learning rate")
+    add("--momentum", type=float, help="SGD momentum")
+    add("--weight-decay", type=float, help="SGD weight decay")
+    add("--warmup-epochs", type=int, help="linear warm-up epochs before the cosine")
+    add("--label-smoothing", type=float, help="cross-entropy label smoothing")
+    add("--seed", type=int, help="seed of the initial weights, batch order, augmentation and forgetting")
+    add("--device", help="auto, cpu, cuda, cuda:N")
+    add("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast on CUDA")
+
+    parser.add_argument("--out", default=None, help="run directory (default: runs/image/DATASET-ARCH-STRATEGY-sSEED)")
+    parser.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted run in DIR")
+    parser.add_argument("--quiet", action="store_true", help="no per-generation lines")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (1 is much faster on a busy small machine)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[ImageRunConfig, str, bool]:
+    """(config, run directory, resume?) from parsed arguments; ValueError on bad input."""
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("out", "resume", "quiet", "threads")}
+    if args.resume is not None:
+        if args.out is not None and args.out != args.resume:
+            raise ValueError(f"--out {args.out} and --resume {args.resume} name different directories")
+        from emergent_frl.runs import RunDirectory
+
+        saved = RunDirectory(args.resume, resume=True).read_config()
+        if saved is None:
+            raise ValueError(f"--resume: {args.resume} holds no config.json")
+        return ImageRunConfig.from_flat(merge_resumed(saved, given)), args.resume, True
+    flat = dict(DEFAULTS)
+    flat.update(given)
+    config = ImageRunConfig.from_flat(flat)
+    out = args.out or f"runs/image/{config.data.dataset}-{config.arch}-{config.strategy.name}-s{config.seed}"
+    return config, out, False
+
+
+def format_record(record: dict) -> str:
+    def pct(value):
+        return "  -  " if value is None else f"{100 * value:5.1f}"
+
+    return (f"gen {record['generation']:3d}  epoch {record['epoch']:5d}  train {pct(record['train_accuracy'])}  "
+            f"val {pct(record['val_accuracy'])}  test {pct(record['test_accuracy'])}  "
+            f"forgot {100 * record['forgotten_fraction']:5.1f}%  {record['seconds']:6.1f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.threads is not None:
+            if not 1 <= args.threads <= 512:
+                raise ValueError(f"--threads {args.threads}: allowed range is 1..512")
+            torch.set_num_threads(args.threads)
+        config, out, resume = config_from_args(args)
+        prepared = prepare_run(config)
+        run_dir = open_run_directory(out, config, resume=resume)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        sizes = prepared.data.sizes()
+        print(f"{config.data.dataset} {sizes} -> {config.arch} on {prepared.device}, strategy {config.strategy.name}, "
+              f"run directory {run_dir.path}", flush=True)
+    prepared.trainer.run(run_dir, resume=resume,
+                         on_record=None if args.quiet else (lambda record: print(format_record(record), flush=True)))
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())
