@@ -93,9 +93,9 @@ class RunDirectory:
         return self.read_json(CONFIG_FILE)
 
     # records ----------------------------------------------------------------------------------
-    def append_record(self, record: dict) -> None:
-        """Add one line to generations.jsonl by rewriting the (small) file atomically."""
-        target = self.path / RECORDS_FILE
+    def append_record(self, record: dict, name: str = RECORDS_FILE) -> None:
+        """Add one line to generations.jsonl (or another .jsonl) by rewriting the file atomically."""
+        target = self.path / name
         old = target.read_bytes() if target.exists() else b""
         line = (dumps(record) + "\n").encode("utf-8")
 
@@ -105,16 +105,16 @@ class RunDirectory:
 
         _atomic_write(target, write)
 
-    def records(self) -> list[dict]:
-        target = self.path / RECORDS_FILE
+    def records(self, name: str = RECORDS_FILE) -> list[dict]:
+        target = self.path / name
         if not target.exists():
             return []
         return [json.loads(line) for line in target.read_text().splitlines() if line.strip()]
 
-    def truncate_records(self, n: int) -> None:
+    def truncate_records(self, n: int, name: str = RECORDS_FILE) -> None:
         """Keep the first `n` records: on resume, records written after the last checkpoint are redone."""
-        records = self.records()[:n]
-        atomic_write_text(self.path / RECORDS_FILE, "".join(dumps(r) + "\n" for r in records))
+        records = self.records(name)[:n]
+        atomic_write_text(self.path / name, "".join(dumps(r) + "\n" for r in records))
 
     # other artefacts --------------------------------------------------------------------------
     def write_json(self, name: str, obj: Any) -> None:

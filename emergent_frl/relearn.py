@@ -1,0 +1,341 @@
+"""The generational loop for language games: train, score, forget, score again, checkpoint.
+
+    for generation in range(G):
+        train N iterations                      (training.train_iterations)
+        record greedy metrics                   (accuracy, entropy, topsim, posdis, bosdis ...)
+        [optional] ease of teaching             (fresh listener vs the frozen greedy speaker)
+        apply the strategy's forgetting         (strategies.py; not after the last generation)
+        record topsim after forgetting
+        write the record, language.json, checkpoint.pt
+
+Resume: the checkpoint is written after the record, and holds the number of records it covers;
+records past it (a crash between the two writes) are dropped and redone, so a resumed run writes
+exactly the records an uninterrupted one would (CPU, same seed).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from emergent_frl.forgetting import reset_module
+from emergent_frl.games import LanguageGame
+from emergent_frl.runs import RunDirectory
+from emergent_frl.strategies import STRATEGIES, PartialForgetting, build_strategy
+from emergent_frl.training import (
+    ConfigError,
+    LanguageGameConfig,
+    build_game,
+    build_optimizers,
+    evaluate,
+    make_generator,
+    train_iterations,
+)
+
+MASKS = ("magnitude", "bernoulli")
+TIMINGS = ("once_init", "once_trained", "each")
+RESETS = ("reinit", "zero", "rewind")
+EVALUATIONS_FILE = "evaluations.jsonl"
+CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced nan/inf; the message names the generation and iteration."""
+
+
+@dataclass
+class RelearnConfig:
+    """How generations are run and what is forgotten between them.
+
+    Defaults: the paper's partial balanced forgetting period (3,000 iterations per generation).
+    The `*_keep_fraction`, `mask`, `mask_timing`, `reset_value` and `fresh_optimizers` fields
+    configure the `partial` strategy; `imitation_*` and `listener_only_iterations` configure
+    `iterated_learning`; `ease_of_teaching*` add a fresh-listener probe after every generation.
+    """
+
+    strategy: str = "no_reset"
+    generations: int = 10
+    iterations_per_generation: int = 3000
+    sender_keep_fraction: float = 1.0
+    receiver_keep_fraction: float = 0.1
+    mask: str = "magnitude"
+    mask_timing: str = "once_init"
+    reset_value: str = "reinit"
+    fresh_optimizers: bool = False
+    imitation_iterations: int = 1200
+    listener_only_iterations: int = 200
+    ease_of_teaching: bool = False
+    ease_of_teaching_iterations: int = 1000
+    ease_of_teaching_eval_every: int = 100
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RelearnConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "RelearnConfig":
+        def integer(name: str, minimum: int):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(name, value, f"must be an integer >= {minimum}")
+
+        def fraction(name: str):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ConfigError(name, value, "must be a number in [0, 1]")
+
+        def choice(name: str, allowed):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(name, getattr(self, name), f"must be one of {list(allowed)}")
+
+        choice("strategy", STRATEGIES)
+        integer("generations", 1)
+        integer("iterations_per_generation", 1)
+        fraction("sender_keep_fraction")
+        fraction("receiver_keep_fraction")
+        choice("mask", MASKS)
+        choice("mask_timing", TIMINGS)
+        choice("reset_value", RESETS)
+        integer("imitation_iterations", 0)
+        integer("listener_only_iterations", 0)
+        if self.strategy == "iterated_learning" and self.listener_only_iterations > self.iterations_per_generation:
+            raise ConfigError("listener_only_iterations", self.listener_only_iterations,
+                              f"must be <= iterations_per_generation ({self.iterations_per_generation})")
+        integer("ease_of_teaching_iterations", 1)
+        integer("ease_of_teaching_eval_every", 1)
+        for flag in ("fresh_optimizers", "ease_of_teaching"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(flag, getattr(self, flag), "must be true or false")
+        return self
+
+
+def split_config(values: dict[str, Any]) -> tuple[LanguageGameConfig, RelearnConfig]:
+    """A flat dict (config.json, a YAML preset, a sweep entry) -> (game config, relearn config)."""
+    game_keys = {f.name for f in dataclasses.fields(LanguageGameConfig)}
+    relearn_keys = {f.name for f in dataclasses.fields(RelearnConfig)}
+    unknown = sorted(set(values) - game_keys - relearn_keys)
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(game_keys | relearn_keys)}")
+    game = LanguageGameConfig.from_dict({k: v for k, v in values.items() if k in game_keys})
+    relearn = RelearnConfig.from_dict({k: v for k, v in values.items() if k in relearn_keys})
+    return game, relearn
+
+
+def flat_config(game: LanguageGameConfig, relearn: RelearnConfig) -> dict[str, Any]:
+    return {**game.to_dict(), **relearn.to_dict()}
+
+
+def ease_of_teaching(game: LanguageGame, config: LanguageGameConfig, relearn: RelearnConfig,
+                     seed: int) -> dict[str, Any]:
+    """Li & Bowling's teaching speed: a fresh listener learns from the frozen greedy speaker.
+
+    Works on a copy, with its own random stream, so the run itself is untouched. Returns the
+    greedy-accuracy curve and its mean (area under the curve, normalised to [0, 1]).
+    """
+    probe = copy.deepcopy(game)
+    generator = torch.Generator(device=game.device).manual_seed(seed)
+    reset_module(probe.receiver, torch.Generator().manual_seed(seed))
+    probe.sender.eval()
+    probe.receiver.train()
+    optimizer = torch.optim.Adam(probe.receiver.parameters(), lr=config.lr_receiver)
+    out = train_iterations(probe, {"receiver": optimizer}, relearn.ease_of_teaching_iterations,
+                           generator=generator, eval_every=relearn.ease_of_teaching_eval_every,
+                           progress=False)
+    curve = [e["accuracy"] for e in out["evaluations"]]
+    return {"ease_of_teaching": sum(curve) / len(curve), "ease_of_teaching_curve": curve}
+
+
+def _check_finite(game: LanguageGame, stats: dict[str, Any], generation: int, iteration: int) -> None:
+    bad_params = [n for n, p in game.named_parameters() if not torch.isfinite(p).all()]
+    loss = stats.get("train_loss")
+    if bad_params or (loss is not None and not math.isfinite(loss)):
+        what = f"parameters {bad_params[:5]}" if bad_params else f"train_loss={loss}"
+        raise NonFiniteError(f"non-finite values in generation {generation} by iteration {iteration}: "
+                             f"{what}; records up to the previous generation are kept")
+
+
+class LanguageRun:
+    """One seed of one strategy: builds everything from the configs, runs, resumes."""
+
+    def __init__(self, game_config: LanguageGameConfig, relearn: RelearnConfig,
+                 run_dir: RunDirectory | None = None, *, progress: bool = True,
+                 on_record: Callable[[dict[str, Any]], None] | None = None):
+        self.config = game_config.validate()
+        self.relearn = relearn.validate()
+        self.run_dir = run_dir
+        self.progress = progress
+        self.on_record = on_record
+        self.game = build_game(self.config)
+        self.strategy = build_strategy(
+            relearn.strategy, seed=self.config.seed,
+            sender=PartialForgetting(relearn.sender_keep_fraction, relearn.mask, relearn.mask_timing,
+                                     relearn.reset_value),
+            receiver=PartialForgetting(relearn.receiver_keep_fraction, relearn.mask, relearn.mask_timing,
+                                       relearn.reset_value),
+            imitation_iterations=relearn.imitation_iterations,
+            listener_only_iterations=relearn.listener_only_iterations,
+            imitation_batch_size=self.config.batch_size, imitation_lr=self.config.lr_sender,
+            fresh_optimizers=relearn.fresh_optimizers,
+        )
+        self.strategy.prepare(self.game)
+        self.optimizers = build_optimizers(self.game, self.config)
+        self.generator = make_generator(self.config)
+        self.generation = 0
+        self.iteration = 0
+        self.records: list[dict[str, Any]] = []
+        self.n_evaluations = 0
+
+    # -- persistence ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "generation": self.generation,
+            "iteration": self.iteration,
+            "n_records": len(self.records),
+            "n_evaluations": self.n_evaluations,
+            "game": self.game.state_dict(),
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "generator": self.generator.get_state(),
+            "strategy": self.strategy.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {state.get('format')!r}; this version reads {CHECKPOINT_FORMAT}")
+        self.game.load_state_dict(state["game"])
+        self.optimizers = build_optimizers(self.game, self.config)
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.generator.set_state(state["generator"])
+        self.strategy.load_state_dict(state["strategy"])
+        self.generation = int(state["generation"])
+        self.iteration = int(state["iteration"])
+        self.n_evaluations = int(state["n_evaluations"])
+        if self.run_dir is not None:
+            self.run_dir.truncate_records(int(state["n_records"]))
+            self.run_dir.truncate_records(self.n_evaluations, EVALUATIONS_FILE)
+            self.records = self.run_dir.records()
+
+    def resume(self) -> None:
+        """Continue from the run directory's checkpoint (the configs must match the saved ones)."""
+        if self.run_dir is None:
+            raise ValueError("resume needs a run directory")
+        saved = self.run_dir.read_config()
+        mine = flat_config(self.config, self.relearn)
+        if saved is not None:
+            differing = sorted(k for k in mine if k in saved and saved[k] != mine[k]
+                               and k != "generations" and k != "device")
+            if differing:
+                raise ValueError(f"--resume: the run in {self.run_dir.path} was made with other settings "
+                                 f"({', '.join(f'{k}={saved[k]!r}' for k in differing)})")
+        state = self.run_dir.load_checkpoint(map_location=self.game.device)
+        if state is not None:
+            self.load_state_dict(state)
+        else:
+            self.run_dir.truncate_records(0)
+            self.run_dir.truncate_records(0, EVALUATIONS_FILE)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def _on_eval(self, record: dict[str, Any]) -> None:
+        self.n_evaluations += 1
+        if self.run_dir is not None:
+            self.run_dir.append_record({"generation": self.generation, **record}, EVALUATIONS_FILE)
+
+    def _train(self, n: int, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
+        if n == 0:
+            return {}
+        out = train_iterations(self.game, optimizers, n, generator=self.generator,
+                               eval_every=self.config.eval_every or None, on_eval=self._on_eval,
+                               progress=self.progress, iteration_offset=self.iteration)
+        self.iteration += n
+        return out
+
+    def run_generation(self) -> dict[str, Any]:
+        """Train one generation, score it, forget (unless it is the last), return its record."""
+        started = time.perf_counter()
+        g = self.generation
+        warmup = min(self.strategy.listener_only_iterations, self.relearn.iterations_per_generation)
+        self._train(warmup, {"receiver": self.optimizers["receiver"]})
+        stats = self._train(self.relearn.iterations_per_generation - warmup, self.optimizers)
+        _check_finite(self.game, stats, g, self.iteration)
+        metrics = evaluate(self.game)
+        messages = metrics.pop("messages")
+        record: dict[str, Any] = {
+            "generation": g,
+            "iteration": self.iteration,
+            "strategy": self.relearn.strategy,
+            "seed": self.config.seed,
+            **metrics,
+            **{k: v for k, v in stats.items() if k.startswith("train_")},
+        }
+        if self.relearn.ease_of_teaching:
+            record.update(ease_of_teaching(self.game, self.config, self.relearn,
+                                           seed=self.config.seed * 100_003 + g))
+        if g < self.relearn.generations - 1:
+            boundary = self.strategy.forget(self.game, self.optimizers, self.generator)
+            if boundary.fresh_optimizers:
+                self.optimizers = build_optimizers(self.game, self.config)
+            after = evaluate(self.game)
+            record.update(boundary.fields)
+            record["topsim_after_forgetting"] = after["topsim"]
+            record["accuracy_after_forgetting"] = after["accuracy"]
+        else:
+            record["topsim_after_forgetting"] = None
+            record["accuracy_after_forgetting"] = None
+        record["seconds"] = time.perf_counter() - started
+        self._language = self._language_table(messages)
+        return record
+
+    def _language_table(self, messages: torch.Tensor) -> dict[str, Any]:
+        attributes = self.game.space.objects().tolist()
+        return {
+            "generation": self.generation,
+            "n_values": list(self.game.space.n_values),
+            "vocab_size": self.config.vocab_size,
+            "eos": self.config.eos,
+            "objects": attributes,
+            "messages": messages.tolist(),
+        }
+
+    def run(self, until: int | None = None) -> list[dict[str, Any]]:
+        """Run the remaining generations (or stop after generation `until` - 1, as an interruption
+        would); every finished generation is on disk before the next starts."""
+        stop = self.relearn.generations if until is None else min(until, self.relearn.generations)
+        while self.generation < stop:
+            record = self.run_generation()
+            self.records.append(record)
+            self.generation += 1
+            if self.run_dir is not None:
+                self.run_dir.append_record(record)
+                self.run_dir.write_json("language.json", self._language)
+                self.run_dir.save_checkpoint(self.state_dict())
+            if self.on_record is not None:
+                self.on_record(record)
+        return self.records
+
+
+def run_language(values: dict[str, Any], out: str | None = None, *, resume: bool = False,
+                 progress: bool = True, on_record=None, until: int | None = None) -> list[dict[str, Any]]:
+    """Validate a flat config, run every generation, return the records (the library entry point)."""
+    game_config, relearn = split_config(values)
+    game_config.validate()
+    relearn.validate()
+    run_dir = RunDirectory(out, resume=resume) if out is not None else None
+    run = LanguageRun(game_config, relearn, run_dir, progress=progress, on_record=on_record)
+    if run_dir is not None:
+        if resume:
+            run.resume()
+        run_dir.write_config(flat_config(game_config, relearn))
+    return run.run(until)

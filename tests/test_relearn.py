@@ -1,0 +1,166 @@
+"""The generational engine: strategies, records, resume, iterated learning's imitation."""
+
+import math
+
+import pytest
+import torch
+
+from emergent_frl.imitation import imitate, lexicon, lexicon_accuracy
+from emergent_frl.relearn import (
+    EVALUATIONS_FILE,
+    LanguageRun,
+    NonFiniteError,
+    RelearnConfig,
+    run_language,
+    split_config,
+)
+from emergent_frl.runs import RunDirectory
+from emergent_frl.training import ConfigError, LanguageGameConfig, build_game
+
+TINY = {"n_attributes": 2, "n_values": 3, "vocab_size": 4, "max_len": 2, "n_candidates": 3,
+        "hidden_size": 16, "batch_size": 16, "eval_every": 0}
+
+REQUIRED = {"generation", "iteration", "strategy", "seed", "accuracy", "sender_entropy", "topsim",
+            "topsim_after_forgetting", "posdis", "bosdis"}
+
+
+def tiny(**overrides):
+    return {**TINY, **overrides}
+
+
+def test_reset_receiver_writes_one_finite_record_per_generation(tmp_path):
+    records = run_language(tiny(strategy="reset_receiver", generations=3, iterations_per_generation=30),
+                           str(tmp_path / "run"), progress=False)
+    assert [r["generation"] for r in records] == [0, 1, 2]
+    assert [r["iteration"] for r in records] == [30, 60, 90]
+    for r in records:
+        assert REQUIRED <= set(r)
+        for key in ("accuracy", "sender_entropy", "topsim"):
+            assert math.isfinite(r[key])
+    assert records[0]["receiver_forgotten_fraction"] == 1.0
+    # A receiver reset leaves the speaker, hence its language, untouched.
+    assert records[0]["topsim_after_forgetting"] == records[0]["topsim"]
+    assert records[-1]["topsim_after_forgetting"] is None
+    run_dir = RunDirectory(tmp_path / "run", resume=True)
+    assert [r["accuracy"] for r in run_dir.records()] == [r["accuracy"] for r in records]
+    language = run_dir.read_json("language.json")
+    assert len(language["messages"]) == 9 and len(language["objects"]) == 9
+    assert run_dir.read_config()["strategy"] == "reset_receiver"
+
+
+def test_pbf_keeps_ten_percent_and_changes_the_language(tmp_path):
+    records = run_language(tiny(strategy="pbf", generations=2, iterations_per_generation=20), None,
+                           progress=False)
+    assert records[0]["sender_forgotten_fraction"] == pytest.approx(0.9, abs=0.01)
+    assert records[0]["receiver_forgotten_fraction"] == pytest.approx(0.9, abs=0.01)
+
+
+def test_no_reset_equals_one_long_generation():
+    """The control: G generations of N iterations are the same run as one of G*N iterations."""
+    split = run_language(tiny(generations=3, iterations_per_generation=20), None, progress=False)
+    whole = run_language(tiny(generations=1, iterations_per_generation=60), None, progress=False)
+    assert split[-1]["accuracy"] == whole[-1]["accuracy"]
+    assert split[-1]["topsim"] == whole[-1]["topsim"]
+
+
+@pytest.mark.parametrize("strategy", ["reset_sender", "iterated_learning", "pbf"])
+def test_resume_after_interruption_gives_the_same_records(tmp_path, strategy):
+    values = tiny(strategy=strategy, generations=4, iterations_per_generation=25, eval_every=10,
+                  imitation_iterations=20, listener_only_iterations=5)
+    run_language(values, str(tmp_path / "straight"), progress=False)
+    # Interrupt after two generations, then resume the same directory to the end.
+    run_language(values, str(tmp_path / "resumed"), progress=False, until=2)
+    run_language(values, str(tmp_path / "resumed"), resume=True, progress=False)
+    drop = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]
+    straight = RunDirectory(tmp_path / "straight", resume=True).records()
+    resumed = RunDirectory(tmp_path / "resumed", resume=True).records()
+    assert len(resumed) == 4 and drop(resumed) == drop(straight)
+    a = RunDirectory(tmp_path / "straight", resume=True).records(EVALUATIONS_FILE)
+    b = RunDirectory(tmp_path / "resumed", resume=True).records(EVALUATIONS_FILE)
+    assert a == b and len(a) == 4 * 2
+
+
+def test_records_after_the_checkpoint_are_redone(tmp_path):
+    values = tiny(strategy="reset_receiver", generations=3, iterations_per_generation=15)
+    straight = run_language(values, str(tmp_path / "a"), progress=False)
+    run_language(values, str(tmp_path / "b"), progress=False, until=2)
+    run_dir = RunDirectory(tmp_path / "b", resume=True)
+    # Simulate a crash after the record of a third generation was written but before its checkpoint.
+    run_dir.append_record({"generation": 2, "junk": True})
+    resumed = run_language(values, str(tmp_path / "b"), resume=True, progress=False)
+    assert [r["accuracy"] for r in resumed] == [r["accuracy"] for r in straight]
+    assert all("junk" not in r for r in run_dir.records())
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    run_language(tiny(generations=1, iterations_per_generation=5), str(tmp_path / "r"), progress=False)
+    with pytest.raises(ValueError, match="hidden_size"):
+        run_language(tiny(generations=2, iterations_per_generation=5, hidden_size=8),
+                     str(tmp_path / "r"), resume=True, progress=False)
+    with pytest.raises(ValueError, match="already holds a run"):
+        run_language(tiny(generations=1, iterations_per_generation=5), str(tmp_path / "r"), progress=False)
+
+
+def test_imitation_copies_the_previous_language():
+    game = build_game(LanguageGameConfig(**{k: v for k, v in TINY.items()}, seed=1))
+    objects = torch.arange(game.space.n_objects)
+    target = torch.randint(4, (len(objects), 2), generator=torch.Generator().manual_seed(0))
+    assert lexicon_accuracy(game.sender, game.space, objects, target) < 0.5
+    out = imitate(game.sender, game.space, objects, target, iterations=300, batch_size=16, lr=1e-2,
+                  generator=torch.Generator().manual_seed(0))
+    assert out["imitation_accuracy"] > 0.9
+    assert torch.equal(lexicon(game.sender, game.space, objects), target) or out["imitation_accuracy"] < 1
+
+
+def test_iterated_learning_passes_the_lexicon_on():
+    records = run_language(tiny(strategy="iterated_learning", generations=2, iterations_per_generation=40,
+                                imitation_iterations=300, listener_only_iterations=10), None,
+                           progress=False)
+    assert records[0]["imitation_accuracy"] > 0.9
+    # The new speaker speaks (almost) the old language, so topsim survives the generation change.
+    assert records[0]["topsim_after_forgetting"] == pytest.approx(records[0]["topsim"], abs=0.15)
+
+
+def test_ease_of_teaching_records_a_learning_curve():
+    records = run_language(tiny(generations=1, iterations_per_generation=20, ease_of_teaching=True,
+                                ease_of_teaching_iterations=30, ease_of_teaching_eval_every=10), None,
+                           progress=False)
+    curve = records[0]["ease_of_teaching_curve"]
+    assert len(curve) == 3 and all(0 <= a <= 1 for a in curve)
+    assert records[0]["ease_of_teaching"] == pytest.approx(sum(curve) / 3)
+
+
+def test_ease_of_teaching_does_not_disturb_the_run():
+    plain = run_language(tiny(generations=2, iterations_per_generation=20), None, progress=False)
+    probed = run_language(tiny(generations=2, iterations_per_generation=20, ease_of_teaching=True,
+                               ease_of_teaching_iterations=10, ease_of_teaching_eval_every=5), None,
+                          progress=False)
+    assert [r["topsim"] for r in plain] == [r["topsim"] for r in probed]
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("strategy", "forget_everything", "strategy"),
+    ("generations", 0, "generations"),
+    ("receiver_keep_fraction", 1.5, "receiver_keep_fraction"),
+    ("mask", "largest", "mask"),
+    ("mask_timing", "sometimes", "mask_timing"),
+])
+def test_bad_relearn_config_names_the_field(field, value, needle):
+    with pytest.raises(ConfigError, match=needle):
+        RelearnConfig(**{field: value}).validate()
+
+
+def test_unknown_config_key_is_refused():
+    with pytest.raises(ValueError, match="unknown config keys"):
+        split_config({"stratgy": "pbf"})
+
+
+def test_non_finite_weights_stop_the_run_and_keep_records(tmp_path):
+    game_config, relearn = split_config(tiny(generations=3, iterations_per_generation=5))
+    run = LanguageRun(game_config, relearn, RunDirectory(tmp_path / "r"), progress=False)
+    run.run(until=1)
+    with torch.no_grad():
+        next(run.game.sender.parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteError, match="generation 1"):
+        run.run()
+    assert len(run.run_dir.records()) == 1
