@@ -17,6 +17,7 @@ import sys
 
 import torch
 
+from emergent_frl.runs import RunDirectory
 from emergent_frl.vision.datasets import DATASETS
 from emergent_frl.vision.experiment import ImageRunConfig, merge_resumed, open_run_directory, prepare_run
 from emergent_frl.vision.models import ARCHITECTURES, STEMS
@@ -26,8 +27,8 @@ DEFAULTS = ImageRunConfig().to_flat()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m games.image_classification", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m games.image_classification", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
 
     def add(flag: str, **kwargs) -> None:
         dest = flag.lstrip("-").replace("-", "_")
@@ -88,8 +89,6 @@ def config_from_args(args: argparse.Namespace) -> tuple[ImageRunConfig, str, boo
     if args.resume is not None:
         if args.out is not None and args.out != args.resume:
             raise ValueError(f"--out {args.out} and --resume {args.resume} name different directories")
-        from emergent_frl.runs import RunDirectory
-
         saved = RunDirectory(args.resume, resume=True).read_config()
         if saved is None:
             raise ValueError(f"--resume: {args.resume} holds no config.json")

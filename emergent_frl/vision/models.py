@@ -141,7 +141,3 @@ def reference_init(model: nn.Module, generator: torch.Generator | None = None) -
                 nn.init.uniform_(module.bias, -bound, bound, generator=generator)
         elif isinstance(module, nn.modules.batchnorm._NormBase):
             module.reset_parameters()  # weight 1, bias 0, running mean 0 / var 1: nothing random
-
-
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,364 @@
+"""Speaker (Sender) and listener (Receivers) for attribute-value language games.
+
+The shapes follow the paper's reference agents (Li & Bowling 2019, Zhou et al. 2022):
+- `Sender`: Linear(object -> hidden) is the RNN's initial hidden state (cell state 0); the first
+  input is a start token (zeros, or a learned vector); each step a Linear(hidden -> vocab) head gives
+  logits, a symbol is chosen and its one-hot vector is fed back as the next input.
+- `ReferentialReceiver`: an RNN reads the message from a zero state; Linear(hidden -> hidden) of the
+  final state is dotted with Linear(object -> hidden) of each candidate; the scores are a policy
+  over candidates.
+- `ReconstructionReceiver`: the same reader with a Linear(hidden -> sum(n_values)) head giving
+  per-attribute logits.
+
+Messages travel as one-hot vectors [B, T, V]: hard one-hots on the REINFORCE channel, straight-
+through (or soft) Gumbel-Softmax samples on the "gumbel" channel, so one receiver serves both.
+
+Every agent samples in training mode and is greedy in eval mode, decided by its *own* `.training`
+flag: a frozen eval-mode speaker can teach a fresh train-mode listener.
+
+Every parameter lives in a module that re-initialises it with `reset_parameters()` (nn.Linear,
+RNN cells, `StartToken`), the contract forgetting operators rely on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CELLS: dict[str, type[nn.RNNCellBase]] = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
+CHANNELS = ("reinforce", "gumbel")
+
+
+def make_cell(cell: str, input_size: int, hidden_size: int) -> nn.RNNCellBase:
+    """One recurrent cell by name: "lstm", "gru" or "rnn" (tanh)."""
+    if cell not in CELLS:
+        raise ValueError(f"cell={cell!r}: must be one of {sorted(CELLS)}")
+    return CELLS[cell](input_size, hidden_size)
+
+
+def find_lengths(message: torch.Tensor) -> torch.Tensor:
+    """EGG's convention: position of the first 0 (EOS) plus one, or T when there is no 0."""
+    max_len = message.shape[1]
+    is_eos = message == 0
+    seen_eos = is_eos.cumsum(1) > 0
+    # Positions before the first EOS, plus the EOS itself.
+    return ((~seen_eos).sum(1) + is_eos.any(1).long()).clamp(max=max_len)
+
+
+def exponential_noise(shape_like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Exp(1) draws (> 0) from `generator`; -log of them is Gumbel noise."""
+    noise = torch.empty_like(shape_like).exponential_(generator=generator)
+    return noise.clamp_min(torch.finfo(noise.dtype).tiny)
+
+
+def sample_categorical(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One draw per row from softmax(logits) by the Gumbel-max trick (no host sync, seeded)."""
+    return (logits - exponential_noise(logits, generator).log()).argmax(-1)
+
+
+def categorical_entropy(log_probs: torch.Tensor) -> torch.Tensor:
+    return -(log_probs.exp() * log_probs).sum(-1)
+
+
+class StartToken(nn.Module):
+    """First input of the sender's RNN: zeros (the paper) or a learned vector (EGG's sos_embedding)."""
+
+    def __init__(self, size: int, learned: bool = False):
+        super().__init__()
+        self.size = size
+        self.learned = learned
+        if learned:
+            self.weight = nn.Parameter(torch.empty(size))
+            self.reset_parameters()
+        else:
+            self.register_buffer("weight", torch.zeros(size), persistent=False)
+
+    def reset_parameters(self) -> None:
+        if self.learned:
+            nn.init.normal_(self.weight, std=1.0 / self.size**0.5)
+
+    def forward(self, batch_size: int) -> torch.Tensor:
+        return self.weight.unsqueeze(0).expand(batch_size, -1)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, learned={self.learned}"
+
+
+@dataclass
+class SenderOutput:
+    """One batch of messages.
+
+    message: Long [B, T]; with EOS, symbols after the first 0 are zeroed.
+    symbols: Float [B, T, V] one-hot vectors the receiver reads (differentiable on "gumbel").
+    log_prob: [B] log-probability of the message (sum over the positions that count).
+    entropy: [B] entropy of the per-step policies, summed over the positions that count
+        (the reference code's sum of -p log p).
+    length: Long [B] positions that count (T in fixed-length mode).
+    """
+
+    message: torch.Tensor
+    symbols: torch.Tensor
+    log_prob: torch.Tensor
+    entropy: torch.Tensor
+    length: torch.Tensor
+
+
+class _Recurrent(nn.Module):
+    """Shared step logic: one cell, LSTM or not, hidden state as a (h, c) pair or h alone."""
+
+    cell: nn.RNNCellBase
+
+    def _step(self, inputs: torch.Tensor, state):
+        if isinstance(self.cell, nn.LSTMCell):
+            return self.cell(inputs, state)
+        return self.cell(inputs, state[0]), None
+
+    def _initial_state(self, h: torch.Tensor):
+        return (h, torch.zeros_like(h)) if isinstance(self.cell, nn.LSTMCell) else (h, None)
+
+
+class Sender(_Recurrent):
+    """Object (one-hot) -> message of `max_len` symbols from a vocabulary of `vocab_size`.
+
+    Submodules: `encoder` (object -> initial hidden), `start` (first input), `embedding` (symbol
+    one-hot -> cell input; None feeds the one-hot itself, as the paper does), `cell`, `head`.
+    channel "reinforce": training samples, eval is greedy; "gumbel": training emits Gumbel-Softmax
+    samples at `temperature` (straight-through hard one-hots by default), eval is greedy.
+    eos=True: symbol 0 ends the message (EGG's convention); otherwise every message has max_len
+    symbols and 0 is an ordinary symbol (the paper's setting).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        vocab_size: int,
+        max_len: int,
+        hidden_size: int = 100,
+        *,
+        cell: str = "lstm",
+        embed_size: int | None = None,
+        eos: bool = False,
+        channel: str = "reinforce",
+        temperature: float = 1.0,
+        straight_through: bool = True,
+        learned_start: bool = False,
+    ):
+        super().__init__()
+        if vocab_size < 2:
+            raise ValueError(f"vocab_size={vocab_size}: must be >= 2")
+        if max_len < 1:
+            raise ValueError(f"max_len={max_len}: must be >= 1")
+        if channel not in CHANNELS:
+            raise ValueError(f"channel={channel!r}: must be one of {list(CHANNELS)}")
+        if not temperature > 0:
+            raise ValueError(f"temperature={temperature}: must be > 0")
+        self.vocab_size = vocab_size
+        self.max_len = max_len
+        self.eos = eos
+        self.channel = channel
+        self.temperature = temperature
+        self.straight_through = straight_through
+        cell_input = vocab_size if embed_size is None else embed_size
+        self.encoder = nn.Linear(input_size, hidden_size)
+        self.start = StartToken(cell_input, learned=learned_start)
+        self.embedding = None if embed_size is None else nn.Linear(vocab_size, embed_size, bias=False)
+        self.cell = make_cell(cell, cell_input, hidden_size)
+        self.head = nn.Linear(hidden_size, vocab_size)
+
+    def _embed(self, one_hot: torch.Tensor) -> torch.Tensor:
+        return one_hot if self.embedding is None else self.embedding(one_hot)
+
+    def _choose(self, logits: torch.Tensor, generator: torch.Generator | None):
+        """(symbol Long [B], one-hot-like Float [B, V]) for one step."""
+        if not self.training:
+            symbol = logits.argmax(-1)
+            return symbol, F.one_hot(symbol, self.vocab_size).to(logits.dtype)
+        if self.channel == "reinforce":
+            symbol = sample_categorical(logits, generator)
+            return symbol, F.one_hot(symbol, self.vocab_size).to(logits.dtype)
+        gumbel = -exponential_noise(logits, generator).log()
+        soft = F.softmax((logits + gumbel) / self.temperature, dim=-1)
+        symbol = soft.argmax(-1)
+        if not self.straight_through:
+            return symbol, soft
+        hard = F.one_hot(symbol, self.vocab_size).to(soft.dtype)
+        return symbol, hard + soft - soft.detach()
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> SenderOutput:
+        batch = x.shape[0]
+        state = self._initial_state(self.encoder(x))
+        inputs = self.start(batch)
+        symbols, one_hots, log_probs, entropies = [], [], [], []
+        for _ in range(self.max_len):
+            state = self._step(inputs, state)
+            logits = self.head(state[0])
+            log_p = F.log_softmax(logits, dim=-1)
+            symbol, one_hot = self._choose(logits, generator)
+            symbols.append(symbol)
+            one_hots.append(one_hot)
+            log_probs.append(log_p.gather(1, symbol.unsqueeze(1)).squeeze(1))
+            entropies.append(categorical_entropy(log_p))
+            inputs = self._embed(one_hot)
+        message = torch.stack(symbols, 1)
+        return self._finish(message, torch.stack(one_hots, 1), torch.stack(log_probs, 1),
+                            torch.stack(entropies, 1))
+
+    def _finish(self, message, one_hots, log_probs, entropies) -> SenderOutput:
+        """Mask what follows EOS (eos mode) and sum the per-step terms that count."""
+        if not self.eos:
+            length = torch.full((message.shape[0],), self.max_len, dtype=torch.long,
+                                device=message.device)
+            return SenderOutput(message, one_hots, log_probs.sum(1), entropies.sum(1), length)
+        length = find_lengths(message)
+        keep = torch.arange(self.max_len, device=message.device).unsqueeze(0) < length.unsqueeze(1)
+        return SenderOutput(
+            message=message * keep,
+            symbols=one_hots * keep.unsqueeze(-1),
+            log_prob=(log_probs * keep).sum(1),
+            entropy=(entropies * keep).sum(1),
+            length=length,
+        )
+
+    def log_prob_of(self, x: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced log-probability [B] of given messages (Long [B, T]); for imitation.
+
+        With EOS, positions after the first 0 do not count, as when the sender speaks.
+        """
+        if messages.shape[1] != self.max_len:
+            raise ValueError(
+                f"messages: expected {self.max_len} symbols per message, got shape "
+                f"{tuple(messages.shape)}"
+            )
+        messages = messages.long()
+        state = self._initial_state(self.encoder(x))
+        inputs = self.start(x.shape[0])
+        log_probs = []
+        for t in range(self.max_len):
+            state = self._step(inputs, state)
+            log_p = F.log_softmax(self.head(state[0]), dim=-1)
+            log_probs.append(log_p.gather(1, messages[:, t : t + 1]).squeeze(1))
+            inputs = self._embed(F.one_hot(messages[:, t], self.vocab_size).to(log_p.dtype))
+        log_probs = torch.stack(log_probs, 1)
+        if self.eos:
+            keep = torch.arange(self.max_len, device=x.device).unsqueeze(0) < find_lengths(
+                messages
+            ).unsqueeze(1)
+            log_probs = log_probs * keep
+        return log_probs.sum(1)
+
+
+@dataclass
+class ReceiverOutput:
+    """logits: referential [B, K] scores / reconstruction [B, sum(n_values)];
+    choice: referential chosen candidate [B] (sampled in training, argmax in eval) /
+    reconstruction argmax per attribute [B, n_attributes];
+    log_prob, entropy: [B] of the choice policy (zeros for the deterministic reconstruction head).
+    """
+
+    logits: torch.Tensor
+    choice: torch.Tensor
+    log_prob: torch.Tensor
+    entropy: torch.Tensor
+
+
+class _MessageReader(_Recurrent):
+    """An RNN that reads one-hot message vectors from a zero state up to each message's length."""
+
+    def __init__(self, vocab_size: int, hidden_size: int, cell: str, embed_size: int | None):
+        super().__init__()
+        if vocab_size < 2:
+            raise ValueError(f"vocab_size={vocab_size}: must be >= 2")
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.embedding = None if embed_size is None else nn.Linear(vocab_size, embed_size, bias=False)
+        self.cell = make_cell(cell, vocab_size if embed_size is None else embed_size, hidden_size)
+
+    def read(self, symbols: torch.Tensor, length: torch.Tensor | None = None) -> torch.Tensor:
+        """Final hidden state [B, H] after the first `length` symbols of each message."""
+        batch, max_len, _ = symbols.shape
+        inputs = symbols if self.embedding is None else self.embedding(symbols)
+        state = self._initial_state(symbols.new_zeros(batch, self.hidden_size))
+        for t in range(max_len):
+            new = self._step(inputs[:, t], state)
+            if length is None:
+                state = new
+                continue
+            active = (length > t).unsqueeze(1)
+            state = tuple(None if s is None else torch.where(active, n, s) for n, s in zip(new, state))
+        return state[0]
+
+
+class ReferentialReceiver(_MessageReader):
+    """Message + K candidate objects -> a policy over the candidates (dot-product scores).
+
+    Submodules: `embedding` (optional), `cell`, `head` (message encoding), `candidate_encoder`.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        vocab_size: int,
+        hidden_size: int = 100,
+        *,
+        cell: str = "lstm",
+        embed_size: int | None = None,
+    ):
+        super().__init__(vocab_size, hidden_size, cell, embed_size)
+        self.head = nn.Linear(hidden_size, hidden_size)
+        self.candidate_encoder = nn.Linear(input_size, hidden_size)
+
+    def forward(
+        self,
+        symbols: torch.Tensor,
+        candidates: torch.Tensor,
+        length: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> ReceiverOutput:
+        message = self.head(self.read(symbols, length))  # [B, H]
+        keys = self.candidate_encoder(candidates)  # [B, K, H]
+        logits = torch.einsum("bh,bkh->bk", message, keys)
+        log_p = F.log_softmax(logits, dim=-1)
+        choice = sample_categorical(logits, generator) if self.training else logits.argmax(-1)
+        return ReceiverOutput(
+            logits=logits,
+            choice=choice,
+            log_prob=log_p.gather(1, choice.unsqueeze(1)).squeeze(1),
+            entropy=categorical_entropy(log_p),
+        )
+
+
+class ReconstructionReceiver(_MessageReader):
+    """Message -> per-attribute logits (concatenated blocks of n_values[i] logits).
+
+    Submodules: `embedding` (optional), `cell`, `head`. Deterministic: trained by backprop through
+    the loss (cross-entropy per attribute), so its log_prob and entropy are zeros.
+    """
+
+    def __init__(
+        self,
+        n_values: Sequence[int],
+        vocab_size: int,
+        hidden_size: int = 128,
+        *,
+        cell: str = "lstm",
+        embed_size: int | None = None,
+    ):
+        super().__init__(vocab_size, hidden_size, cell, embed_size)
+        self.n_values = tuple(n_values)
+        self.head = nn.Linear(hidden_size, sum(self.n_values))
+
+    def forward(
+        self,
+        symbols: torch.Tensor,
+        length: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> ReceiverOutput:
+        logits = self.head(self.read(symbols, length))
+        blocks = torch.split(logits, list(self.n_values), dim=-1)
+        choice = torch.stack([block.argmax(-1) for block in blocks], dim=-1)
+        zeros = logits.new_zeros(logits.shape[0])
+        return ReceiverOutput(logits=logits, choice=choice, log_prob=zeros, entropy=zeros)

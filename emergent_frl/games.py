@@ -1,0 +1,385 @@
+"""Referential and reconstruction games: one forward = messages, per-sample losses, the loss to optimise.
+
+Call convention and loss signature follow EGG:
+    game(sender_input, labels, receiver_input=None, aux_input=None, *, generator=None) -> GameOutput
+    loss(sender_input, message, receiver_input, receiver_output, labels, aux_input)
+        -> (per-sample loss [B], aux dict of per-sample tensors)
+
+What the loss sees as `receiver_output`:
+- referential game, "reinforce" channel: the receiver's chosen candidate [B] (a policy sample in
+  training); the default loss is -reward with reward 1 when the choice is the target (the paper);
+- referential game, "gumbel" channel: candidate scores [B, K]; default loss: cross-entropy;
+- reconstruction game: per-attribute logits [B, sum(n_values)]; default loss: sum over attributes of
+  the cross-entropy.
+The optimised loss on the "reinforce" channel is EGG's
+    mean((L - b) * (log p_sender + log p_receiver)) - c_s * mean(H_sender) - c_r * mean(H_receiver) + mean(L)
+where b is a running mean of L (optional, the paper uses none), and the last term trains whatever L
+is differentiable in (the reconstruction receiver). On "gumbel", gradients flow through the
+relaxed message: mean(L) - entropy bonuses.
+
+A game also owns its data: the object space, the train/holdout split, `sample_batch` for training
+(drawn on the generator's device) and fixed `evaluation_batches` for comparable greedy evaluations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emergent_frl.agents import (
+    CHANNELS,
+    ReconstructionReceiver,
+    ReferentialReceiver,
+    Sender,
+    SenderOutput,
+)
+from emergent_frl.objects import CandidateSampler, ObjectSpace, Split, sample_objects
+
+LossFn = Callable[..., tuple[torch.Tensor, dict[str, Any]]]
+
+
+@dataclass
+class GameBatch:
+    """Inputs of one game call. `objects`: the target objects' indices [B] (for metrics)."""
+
+    sender_input: torch.Tensor
+    labels: torch.Tensor
+    receiver_input: torch.Tensor | None
+    objects: torch.Tensor
+    aux_input: dict[str, Any] | None = None
+
+
+@dataclass
+class GameOutput:
+    """Result of one game call; every per-sample tensor has shape [B].
+
+    loss: scalar to backpropagate. task_loss: the per-sample loss L. reward: -L.
+    accuracy: 1.0 where the receiver's decision (sampled in training, greedy in eval) is right.
+    """
+
+    loss: torch.Tensor
+    task_loss: torch.Tensor
+    reward: torch.Tensor
+    accuracy: torch.Tensor
+    sender_entropy: torch.Tensor
+    receiver_entropy: torch.Tensor
+    message: torch.Tensor
+    length: torch.Tensor
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def referential_reward_loss(sender_input, message, receiver_input, receiver_output, labels, aux_input):
+    """-1 when the chosen candidate is the target, else 0 (reward 1/0 as in the reference code)."""
+    correct = (receiver_output == labels).float()
+    return -correct, {"acc": correct}
+
+
+def referential_cross_entropy_loss(
+    sender_input, message, receiver_input, receiver_output, labels, aux_input
+):
+    """Cross-entropy of the candidate scores against the target position (Gumbel-Softmax game)."""
+    correct = (receiver_output.argmax(-1) == labels).float()
+    return F.cross_entropy(receiver_output, labels, reduction="none"), {"acc": correct}
+
+
+def reconstruction_loss_for(n_values: tuple[int, ...]) -> LossFn:
+    """Sum over attributes of the cross-entropy of each attribute's block of logits."""
+
+    def reconstruction_loss(sender_input, message, receiver_input, receiver_output, labels, aux_input):
+        blocks = torch.split(receiver_output, list(n_values), dim=-1)
+        losses = [F.cross_entropy(b, labels[:, i], reduction="none") for i, b in enumerate(blocks)]
+        correct = torch.stack([b.argmax(-1) == labels[:, i] for i, b in enumerate(blocks)], -1)
+        return torch.stack(losses, -1).sum(-1), {"acc": correct.all(-1).float()}
+
+    return reconstruction_loss
+
+
+class RunningMeanBaseline(nn.Module):
+    """Mean of every value seen so far (EGG's MeanBaseline); kept on the device as buffers."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(()))
+        self.register_buffer("count", torch.zeros(()))
+
+    def forward(self) -> torch.Tensor:
+        return self.mean
+
+    @torch.no_grad()
+    def update(self, value: torch.Tensor) -> None:
+        self.count += 1
+        self.mean += (value.detach().mean() - self.mean) / self.count
+
+
+class LanguageGame(nn.Module):
+    """Shared machinery: channel, loss, entropy regularisation, baseline, data pools.
+
+    A game kind supplies `_listen` (how its receiver is called), `_accuracy`, `sample_batch` and
+    `evaluation_batches`; everything else is common.
+    """
+
+    kind: str = ""
+
+    def __init__(
+        self,
+        space: ObjectSpace,
+        sender: Sender,
+        receiver: nn.Module,
+        *,
+        channel: str,
+        loss: LossFn | None,
+        default_loss: LossFn,
+        sender_entropy_coeff: float,
+        receiver_entropy_coeff: float,
+        baseline: bool,
+        split: Split | None,
+        batch_size: int,
+    ):
+        super().__init__()
+        if channel not in CHANNELS:
+            raise ValueError(f"channel={channel!r}: must be one of {list(CHANNELS)}")
+        if sender.channel != channel:
+            raise ValueError(f"channel={channel!r}: the sender was built for {sender.channel!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: must be >= 1")
+        self.space = space
+        self.sender = sender
+        self.receiver = receiver
+        self.channel = channel
+        self.loss_fn = loss if loss is not None else default_loss
+        self.sender_entropy_coeff = sender_entropy_coeff
+        self.receiver_entropy_coeff = receiver_entropy_coeff
+        self.baseline = RunningMeanBaseline() if baseline else None
+        self.batch_size = batch_size
+        self.split = split if split is not None else space.split("none", 0.0, 0)
+        self.register_buffer("train_pool", self.split.train.clone(), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.sender.parameters()).device
+
+    def _receiver_output_for_loss(self, receiver_out) -> torch.Tensor:
+        return receiver_out.logits
+
+    def forward(
+        self,
+        sender_input: torch.Tensor,
+        labels: torch.Tensor,
+        receiver_input: torch.Tensor | None = None,
+        aux_input: dict[str, Any] | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> GameOutput:
+        sender_out = self.sender(sender_input, generator=generator)
+        receiver_out = self._listen(sender_out, receiver_input, generator)
+        task_loss, aux = self.loss_fn(
+            sender_input,
+            sender_out.message,
+            receiver_input,
+            self._receiver_output_for_loss(receiver_out),
+            labels,
+            aux_input,
+        )
+        batch = sender_input.shape[0]
+        if task_loss.shape != (batch,):
+            raise ValueError(
+                f"loss: must return a per-sample loss of shape ({batch},), got "
+                f"{tuple(task_loss.shape)}; do not reduce it over the batch"
+            )
+        entropy_bonus = (
+            self.sender_entropy_coeff * sender_out.entropy.mean()
+            + self.receiver_entropy_coeff * receiver_out.entropy.mean()
+        )
+        if self.channel == "reinforce":
+            advantage = task_loss.detach()
+            if self.baseline is not None:
+                advantage = advantage - self.baseline()
+            policy = (advantage * (sender_out.log_prob + receiver_out.log_prob)).mean()
+            loss = policy - entropy_bonus + task_loss.mean()
+        else:
+            loss = task_loss.mean() - entropy_bonus
+        if self.baseline is not None and torch.is_grad_enabled():
+            self.baseline.update(task_loss)
+        return GameOutput(
+            loss=loss,
+            task_loss=task_loss.detach(),
+            reward=-task_loss.detach(),
+            accuracy=self._accuracy(receiver_out, labels),
+            sender_entropy=sender_out.entropy.detach(),
+            receiver_entropy=receiver_out.entropy.detach(),
+            message=sender_out.message,
+            length=sender_out.length,
+            aux={k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in aux.items()},
+        )
+
+    def play(self, batch: GameBatch, generator: torch.Generator | None = None) -> GameOutput:
+        return self(batch.sender_input, batch.labels, batch.receiver_input, batch.aux_input,
+                    generator=generator)
+
+    def _length_for_receiver(self, sender_out: SenderOutput) -> torch.Tensor | None:
+        return sender_out.length if self.sender.eos else None
+
+
+class ReferentialGame(LanguageGame):
+    """Sender describes a target; the receiver picks it among `n_candidates` distinct objects.
+
+    Training targets and distractors come from the training split; `easy_limit` caps the easy
+    distractors per instance. Evaluation uses `eval_repeats` fixed candidate sets per object
+    (drawn once from `eval_seed`, distractors from the whole space), so every evaluation of every
+    generation scores the same instances.
+    """
+
+    kind = "referential"
+
+    def __init__(
+        self,
+        space: ObjectSpace,
+        sender: Sender,
+        receiver: ReferentialReceiver,
+        *,
+        n_candidates: int = 5,
+        easy_limit: int | None = None,
+        channel: str = "reinforce",
+        loss: LossFn | None = None,
+        sender_entropy_coeff: float = 0.1,
+        receiver_entropy_coeff: float = 0.1,
+        baseline: bool = False,
+        split: Split | None = None,
+        batch_size: int = 100,
+        eval_repeats: int = 10,
+        eval_seed: int = 0,
+    ):
+        default = referential_reward_loss if channel == "reinforce" else referential_cross_entropy_loss
+        super().__init__(
+            space, sender, receiver, channel=channel, loss=loss, default_loss=default,
+            sender_entropy_coeff=sender_entropy_coeff, receiver_entropy_coeff=receiver_entropy_coeff,
+            baseline=baseline, split=split, batch_size=batch_size,
+        )
+        if eval_repeats < 1:
+            raise ValueError(f"eval_repeats={eval_repeats}: must be >= 1")
+        self.n_candidates = n_candidates
+        self.easy_limit = easy_limit
+        self.eval_repeats = eval_repeats
+        # Checks n_candidates / easy_limit against the training pool before any work.
+        self._samplers = {
+            torch.device("cpu"): CandidateSampler(
+                space, n_candidates, targets=self.split.train, easy_limit=easy_limit
+            )
+        }
+        self._register_evaluation_sets(eval_seed)
+
+    def _register_evaluation_sets(self, eval_seed: int) -> None:
+        """Fixed candidate sets: every target object `eval_repeats` times, distractors from anywhere."""
+        generator = torch.Generator().manual_seed(eval_seed)
+        everything = torch.arange(self.space.n_objects)
+        pools = {"all": everything, "train": self.split.train, "holdout": self.split.holdout}
+        for name, targets in pools.items():
+            if targets.numel() == 0:
+                continue
+            sampler = CandidateSampler(
+                self.space, self.n_candidates, targets=targets, distractors=everything,
+                easy_limit=self.easy_limit,
+            )
+            candidates, position = sampler.sample_for(targets.repeat(self.eval_repeats), generator)
+            self.register_buffer(f"eval_{name}_candidates", candidates, persistent=False)
+            self.register_buffer(f"eval_{name}_position", position, persistent=False)
+
+    def sampler_for(self, device: torch.device) -> CandidateSampler:
+        device = torch.device(device)
+        if device not in self._samplers:
+            cpu = self._samplers[torch.device("cpu")]
+            self._samplers[device] = CandidateSampler(
+                self.space, self.n_candidates, targets=cpu.targets, distractors=cpu.distractors,
+                easy_limit=self.easy_limit, device=device,
+            )
+        return self._samplers[device]
+
+    def make_batch(self, candidates: torch.Tensor, position: torch.Tensor) -> GameBatch:
+        target = candidates.gather(1, position.unsqueeze(1)).squeeze(1)
+        return GameBatch(
+            sender_input=self.space.encode_index(target),
+            labels=position,
+            receiver_input=self.space.encode_index(candidates),
+            objects=target,
+        )
+
+    def sample_batch(self, batch_size: int, generator: torch.Generator) -> GameBatch:
+        candidates, position = self.sampler_for(generator.device).sample(batch_size, generator)
+        return self.make_batch(candidates, position)
+
+    def evaluation_batches(self) -> dict[str, GameBatch]:
+        batches = {}
+        for name in ("all", "train", "holdout"):
+            candidates = getattr(self, f"eval_{name}_candidates", None)
+            if candidates is not None:
+                batches[name] = self.make_batch(candidates, getattr(self, f"eval_{name}_position"))
+        return batches
+
+    def _listen(self, sender_out, receiver_input, generator):
+        if receiver_input is None:
+            raise ValueError("receiver_input: the referential game needs candidates [B, K, D]")
+        return self.receiver(sender_out.symbols, receiver_input, self._length_for_receiver(sender_out),
+                             generator=generator)
+
+    def _receiver_output_for_loss(self, receiver_out):
+        return receiver_out.choice if self.channel == "reinforce" else receiver_out.logits
+
+    def _accuracy(self, receiver_out, labels):
+        return (receiver_out.choice == labels).float()
+
+
+class ReconstructionGame(LanguageGame):
+    """Sender describes an object; the receiver outputs every attribute value (cross-entropy)."""
+
+    kind = "reconstruction"
+
+    def __init__(
+        self,
+        space: ObjectSpace,
+        sender: Sender,
+        receiver: ReconstructionReceiver,
+        *,
+        channel: str = "reinforce",
+        loss: LossFn | None = None,
+        sender_entropy_coeff: float = 0.1,
+        receiver_entropy_coeff: float = 0.0,
+        baseline: bool = False,
+        split: Split | None = None,
+        batch_size: int = 100,
+    ):
+        super().__init__(
+            space, sender, receiver, channel=channel, loss=loss,
+            default_loss=reconstruction_loss_for(space.n_values),
+            sender_entropy_coeff=sender_entropy_coeff, receiver_entropy_coeff=receiver_entropy_coeff,
+            baseline=baseline, split=split, batch_size=batch_size,
+        )
+        self.register_buffer("eval_all_objects", torch.arange(space.n_objects), persistent=False)
+        self.register_buffer("eval_holdout_objects", self.split.holdout.clone(), persistent=False)
+
+    def make_batch(self, objects: torch.Tensor) -> GameBatch:
+        return GameBatch(
+            sender_input=self.space.encode_index(objects),
+            labels=self.space.attributes_of(objects),
+            receiver_input=None,
+            objects=objects,
+        )
+
+    def sample_batch(self, batch_size: int, generator: torch.Generator) -> GameBatch:
+        return self.make_batch(sample_objects(self.train_pool, batch_size, generator))
+
+    def evaluation_batches(self) -> dict[str, GameBatch]:
+        batches = {"all": self.make_batch(self.eval_all_objects), "train": self.make_batch(self.train_pool)}
+        if self.eval_holdout_objects.numel():
+            batches["holdout"] = self.make_batch(self.eval_holdout_objects)
+        return batches
+
+    def _listen(self, sender_out, receiver_input, generator):
+        return self.receiver(sender_out.symbols, self._length_for_receiver(sender_out),
+                             generator=generator)
+
+    def _accuracy(self, receiver_out, labels):
+        return (receiver_out.choice == labels).all(-1).float()

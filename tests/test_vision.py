@@ -1,0 +1,339 @@
+"""Image track: models, data, strategies (exactly the selected weights forgotten), trainer, resume, CLI."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from emergent_frl.vision.datasets import DataConfig, ImageData, check_image_folder, load_data, split_digits
+from emergent_frl.vision.experiment import ImageRunConfig, prepare_run, run_image_classification
+from emergent_frl.vision.models import build_model, import_torchvision
+from emergent_frl.vision.splits import TensorAugment, TensorSplit, random_shift
+from emergent_frl.vision.strategies import StrategyConfig
+from emergent_frl.vision.trainer import GenerationTrainer, TrainConfig, derived_generator, learning_rate
+from games import image_classification
+
+try:
+    import torchvision  # noqa: F401
+
+    HAVE_TORCHVISION = True
+except Exception:  # pragma: no cover - depends on the machine
+    HAVE_TORCHVISION = False
+
+needs_torchvision = pytest.mark.skipif(not HAVE_TORCHVISION, reason="torchvision not importable")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one thread is faster and immune to a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_data(n_per_class: int = 6, classes: int = 3, size: int = 8) -> ImageData:
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(classes).repeat_interleave(n_per_class)
+    images = torch.rand(labels.shape[0], 3, size, size, generator=generator)
+    images[:, 0] += labels[:, None, None] * 0.5  # learnable from the red channel
+    split = TensorSplit(images.clamp(0, 1), labels, mean=[0.5] * 3, std=[0.3] * 3, augment=TensorAugment(shift=1))
+    return ImageData("tiny", split, split, split, num_classes=classes, image_size=size)
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def changed_keys(before: dict[str, torch.Tensor], model: nn.Module) -> set[str]:
+    after = model.state_dict()
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+def forget_once(arch: str, strategy: StrategyConfig, **model_kwargs) -> tuple[nn.Module, dict, GenerationTrainer]:
+    model = build_model(arch, 10, generator=derived_generator(0, 0), **model_kwargs)
+    trainer = GenerationTrainer(model, tiny_data(), TrainConfig(), seed=0, operator=strategy.build_operator(model, arch))
+    before = snapshot(model)
+    trainer.forget(1)
+    return model, before, trainer
+
+
+# ------------------------------------------------------------------------------------ models
+def test_small_cnn_and_mlp_shapes_and_seeded_init():
+    x = torch.randn(4, 3, 16, 16)
+    for arch in ("small_cnn", "mlp"):
+        a = build_model(arch, 7, image_size=16, generator=torch.Generator().manual_seed(3))
+        b = build_model(arch, 7, image_size=16, generator=torch.Generator().manual_seed(3))
+        c = build_model(arch, 7, image_size=16, generator=torch.Generator().manual_seed(4))
+        assert a(x).shape == (4, 7)
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+        assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
+    names = [n for n, _ in build_model("small_cnn", 10).named_children()]
+    assert names == ["layer1", "layer2", "layer3", "avgpool", "fc"]
+
+
+def test_reference_init_is_kaiming_fan_in():
+    model = build_model("mlp", 10, image_size=32, width=600, generator=torch.Generator().manual_seed(0))
+    std = model.fc1.weight.std().item()
+    assert abs(std - math.sqrt(2.0 / model.fc1.in_features)) < 0.02 * math.sqrt(2.0 / model.fc1.in_features) * 5
+
+
+@needs_torchvision
+def test_resnet18_cifar_stem_keeps_names_and_order():
+    model = build_model("resnet18", 10, stem="cifar")
+    assert [n for n, _ in model.named_children()][:4] == ["conv1", "bn1", "relu", "maxpool"]
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    assert isinstance(model.maxpool, nn.Identity)
+    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+
+
+def test_resnet_without_torchvision_names_the_extra(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_torchvision(name, *args, **kwargs):
+        if name == "torchvision" or name.startswith("torchvision."):
+            raise ImportError("No module named 'torchvision'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torchvision)
+    with pytest.raises(ValueError, match=r"pip install emergent-frl\[vision\]"):
+        build_model("resnet18", 10)
+    with pytest.raises(ValueError, match=r"pip install emergent-frl\[vision\]"):
+        import_torchvision("--dataset cifar10")
+    assert build_model("small_cnn", 10)(torch.randn(2, 3, 16, 16)).shape == (2, 10)  # no torchvision needed
+    assert len(load_data(DataConfig(train_per_class=2)).train) == 20
+
+
+# --------------------------------------------------------------------------------- forgetting
+def test_llf_small_cnn_forgets_exactly_layer3_conv_and_fc_weight():
+    model, before, _ = forget_once("small_cnn", StrategyConfig("llf", layer="layer3"))
+    assert changed_keys(before, model) == {"layer3.conv.weight", "fc.weight"}  # BN, fc.bias, earlier layers kept
+
+
+def test_reverse_llf_small_cnn_forgets_only_the_earlier_layers():
+    model, before, _ = forget_once("small_cnn", StrategyConfig("llf", layer="layer3", reverse=True))
+    assert changed_keys(before, model) == {"layer1.conv.weight", "layer2.conv.weight"}
+
+
+@needs_torchvision
+def test_llf_resnet18_forgets_layer4_convs_and_fc_weight_only():
+    model, before, trainer = forget_once("resnet18", StrategyConfig("llf"), stem="cifar")
+    expected = {k for k, v in before.items() if k.startswith("layer4.") and v.ndim == 4} | {"fc.weight"}
+    assert "layer4.0.downsample.0.weight" in expected
+    assert changed_keys(before, model) == expected
+    forgotten = sum(before[k].numel() for k in expected)
+    weights = sum(v.numel() for k, v in before.items() if v.ndim >= 2)
+    assert 0.70 < forgotten / weights < 0.80  # "about 75 % of ResNet18's conv + fc weights"
+
+
+def test_ke_kels_mask_density_and_fit_hypothesis_kept():
+    model, before, trainer = forget_once("small_cnn", StrategyConfig("ke", split_mode="kels", split_rate=0.5), width=8)
+    masks = trainer.operator.masks()
+    # first conv keeps all 3 input channels: ceil(.5*8)=4 of 8 output channels
+    assert masks["layer1.conv.weight"].float().mean().item() == pytest.approx(4 / 8)
+    assert masks["layer2.conv.weight"].float().mean().item() == pytest.approx((8 / 16) * (4 / 8))
+    assert masks["fc.weight"].float().mean().item() == pytest.approx(16 / 32)  # all classes, first half of inputs
+    for name, mask in masks.items():
+        after = model.state_dict()[name]
+        assert torch.equal(after[mask], before[name][mask])  # fit hypothesis bit-identical
+        assert not torch.equal(after[~mask], before[name][~mask])  # reset hypothesis re-drawn
+    assert changed_keys(before, model) == set(masks)
+
+
+def test_ke_wels_mask_density_near_split_rate():
+    _, _, trainer = forget_once("small_cnn", StrategyConfig("ke", split_mode="wels", split_rate=0.8))
+    masks = trainer.operator.masks()
+    kept = sum(int(m.sum()) for m in masks.values())
+    total = sum(m.numel() for m in masks.values())
+    assert abs(kept / total - 0.8) < 0.01  # ~100k Bernoulli draws
+
+
+def test_imp_holds_pruned_weights_at_zero_while_training():
+    data = tiny_data()
+    model = build_model("small_cnn", 3, width=4, generator=derived_generator(0, 0))
+    strategy = StrategyConfig("imp", prune_fraction=0.2)
+    config = TrainConfig(generations=3, epochs=2, batch_size=6, lr=0.1, warmup_epochs=0)
+    trainer = GenerationTrainer(model, data, config, seed=0, operator=strategy.build_operator(model, "small_cnn"),
+                                strategy="imp")
+    records = trainer.run()
+    masks = trainer.operator.masks()
+    assert set(masks) == {n for n, p in model.named_parameters() if p.ndim >= 2}
+    for name, mask in masks.items():
+        weight = model.get_parameter(name)
+        assert torch.count_nonzero(weight[~mask]) == 0  # still exactly zero after 2 epochs of SGD with momentum
+        assert torch.count_nonzero(weight[mask]) == int(mask.sum())
+        pruned = 1 - mask.float().mean().item()
+        assert abs(pruned - (1 - 0.8 ** 2)) < 0.05  # two rounds of 20 % of the survivors
+    assert records[1]["forgotten_fraction"] > 0 and records[0]["forgotten_fraction"] == 0
+
+
+# ----------------------------------------------------------------------------- schedule, data
+def test_learning_rate_schedule_matches_reference_per_epoch():
+    lrs = [learning_rate(1.0, e, 10, 5) for e in range(10)]
+    assert lrs[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert lrs[5] == pytest.approx(1.0) and lrs[9] == pytest.approx(0.5 * (1 + math.cos(math.pi * 4 / 5)))
+    assert learning_rate(1.0, 10, 10, 0) == pytest.approx(0.0)
+
+
+def test_digits_split_is_stratified_disjoint_and_seeded():
+    labels = load_data(DataConfig()).train.labels  # loads once to warm the import
+    from sklearn.datasets import load_digits
+
+    all_labels = load_digits().target
+    train, val, test = split_digits(all_labels, DataConfig(val_fraction=0.1))
+    assert len(set(train) | set(val) | set(test)) == len(train) + len(val) + len(test) == 1797
+    assert abs(len(test) / 1797 - 0.25) < 0.01
+    again = split_digits(all_labels, DataConfig(val_fraction=0.1))
+    assert all(np.array_equal(a, b) for a, b in zip((train, val, test), again))
+    other = split_digits(all_labels, DataConfig(val_fraction=0.1, split_seed=1))
+    assert not np.array_equal(train, other[0])
+    few, _, _ = split_digits(all_labels, DataConfig(train_per_class=7))
+    assert np.bincount(all_labels[few]).tolist() == [7] * 10
+    assert labels.shape[0] == len(train)
+
+
+def test_digits_batches_are_normalized_shifted_and_seeded():
+    data = load_data(DataConfig(train_per_class=10, image_size=16))
+    images = data.train.normalized()
+    assert images.shape == (100, 3, 16, 16)
+    assert abs(images.mean().item()) < 0.05 and abs(images.std().item() - 1) < 0.05
+    a = list(data.train.batches(32, train=True, generator=torch.Generator().manual_seed(1)))
+    b = list(data.train.batches(32, train=True, generator=torch.Generator().manual_seed(1)))
+    assert [x.shape[0] for x, _ in a] == [32, 32, 32, 4]
+    assert all(torch.equal(x, y) for (x, _), (y, _) in zip(a, b))
+    assert sorted(torch.cat([y for _, y in a]).tolist()) == sorted(data.train.labels.tolist())
+
+
+def test_random_shift_moves_each_image_by_an_integer_offset():
+    images = torch.arange(2 * 1 * 5 * 5, dtype=torch.float32).reshape(2, 1, 5, 5) + 1
+    assert torch.equal(random_shift(images, 0, None), images)
+    shifted = random_shift(images, 2, torch.Generator().manual_seed(0))
+    for original, moved in zip(images, shifted):
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if torch.equal(moved[0][max(0, -dy):5 - max(0, dy), max(0, -dx):5 - max(0, dx)],
+                                  original[0][max(0, dy):5 + min(0, dy), max(0, dx):5 + min(0, dx)])]
+        assert len(matches) == 1
+        assert int((moved == 0).sum()) == 25 - (5 - abs(matches[0][0])) * (5 - abs(matches[0][1]))
+
+
+def test_missing_and_malformed_image_folder_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"missing or malformed.*expected layout: .*\{train,val,test\}/<class>"):
+        check_image_folder(tmp_path / "nowhere")
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    with pytest.raises(ValueError, match="'train' holds 1 class folders"):
+        check_image_folder(tmp_path)
+
+
+@needs_torchvision
+def test_image_folder_tree_trains_end_to_end(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(4):
+                pixels = rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / split / cls / f"{i}.png")
+    data_config = DataConfig("imagefolder", data_root=str(tmp_path), image_size=16, val_fraction=0.25, workers=0)
+    data = load_data(data_config)
+    assert data.sizes() == {"train": 6, "val": 2, "test": 8} and data.num_classes == 2
+    x, y = next(data.train.batches(4, train=True, generator=torch.Generator().manual_seed(0)))
+    assert x.shape == (4, 3, 16, 16)
+    records = run_image_classification(ImageRunConfig(data=data_config, train=TrainConfig(generations=2, epochs=1,
+                                                                                          batch_size=4)))
+    assert [r["generation"] for r in records] == [0, 1] and all(0 <= r["test_accuracy"] <= 1 for r in records)
+
+
+@needs_torchvision
+def test_missing_cifar_gives_one_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=r"cifar-10-batches-py.*nothing is downloaded"):
+        load_data(DataConfig("cifar10", data_root=str(tmp_path)))
+
+
+# ----------------------------------------------------------------------------- trainer, resume
+TINY_ARGS = ["--train-per-class", "4", "--width", "4", "--epochs", "1", "--batch-size", "10", "--lr", "0.05",
+             "--val-fraction", "0.05", "--quiet"]
+
+
+def strip_seconds(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def read_records(path) -> list[dict]:
+    return [json.loads(line) for line in (path / "generations.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("strategy", ["llf", "imp"])
+def test_resume_after_fewer_generations_equals_uninterrupted_run(tmp_path, strategy):
+    full, part = tmp_path / "full", tmp_path / "part"
+    args = TINY_ARGS + ["--strategy", strategy]
+    assert image_classification.main(args + ["--generations", "3", "--out", str(full)]) == 0
+    assert image_classification.main(args + ["--generations", "1", "--out", str(part)]) == 0
+    assert image_classification.main(["--resume", str(part), "--generations", "3", "--quiet"]) == 0
+    uninterrupted, resumed = read_records(full), read_records(part)
+    assert [r["generation"] for r in resumed] == [0, 1, 2]
+    assert strip_seconds(resumed) == strip_seconds(uninterrupted)
+    assert json.loads((part / "config.json").read_text())["generations"] == 3
+
+
+def test_long_baseline_resumes_mid_schedule_identically(tmp_path):
+    config = ImageRunConfig(data=DataConfig(train_per_class=4, val_fraction=0.05), width=4,
+                            train=TrainConfig(generations=3, epochs=1, batch_size=10),
+                            strategy=StrategyConfig("long_baseline"))
+    uninterrupted = run_image_classification(config, str(tmp_path / "full"))
+
+    def crash_after_first(record):
+        if record["generation"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_image_classification(config, str(tmp_path / "part"), on_record=crash_after_first)
+    resumed = run_image_classification(config, str(tmp_path / "part"), resume=True)
+    assert strip_seconds(read_records(tmp_path / "part")) == strip_seconds(uninterrupted)
+    assert [r["epoch"] for r in resumed] == [1, 2, 3]
+
+
+def test_training_learns_digits_beyond_chance():
+    config = ImageRunConfig(data=DataConfig(train_per_class=15, val_fraction=0.05), width=8,
+                            train=TrainConfig(generations=2, epochs=4, batch_size=16, lr=0.1),
+                            strategy=StrategyConfig("llf"))
+    records = run_image_classification(config)
+    assert records[-1]["test_accuracy"] > 0.5  # chance is 0.1; this seed reaches 0.64
+    assert records[-1]["test_accuracy"] > records[0]["test_accuracy"]  # relearning after LLF improves
+    assert records[1]["forgotten_fraction"] > 0.5  # layer3 + fc hold most of the small CNN
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--epochs", "0"], "--epochs"), (["--lr", "-1"], "--lr"), (["--strategy", "llf", "--layer", "nope"], "--layer"),
+    (["--split-rate", "1.5", "--strategy", "ke"], "--split-rate"), (["--rewind-epoch", "5", "--epochs", "2"], "--rewind-epoch"),
+    (["--width", "8", "--arch", "resnet18"], "--width"), (["--device", "cuda:7"], "--device"),
+    (["--dataset", "imagefolder", "--data-root", "/nonexistent/x"], "expected layout"),
+])
+def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, flag):
+    if "cuda" in " ".join(argv) and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    assert image_classification.main(argv + ["--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and flag in err and "\n" not in err
+    assert not (tmp_path / "run").exists()  # nothing written before the arguments are valid
+
+
+def test_resume_rejects_changed_settings(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert image_classification.main(TINY_ARGS + ["--generations", "1", "--out", out]) == 0
+    assert image_classification.main(["--resume", out, "--lr", "0.5", "--quiet"]) == 2
+    assert "--lr" in capsys.readouterr().err
+    assert image_classification.main(TINY_ARGS + ["--generations", "1", "--out", out]) == 2  # never overwrite
+
+
+def test_prepare_run_reports_forgettable_layer_defaults():
+    prepared = prepare_run(ImageRunConfig(data=DataConfig(train_per_class=2), width=4))
+    assert prepared.trainer.operator is not None and prepared.device.type in ("cpu", "cuda")
+    assert prepared.config.strategy.forget_layer("small_cnn") == "layer3"
