@@ -196,6 +196,7 @@ class LanguageRun:
         self.iteration = 0
         self.records: list[dict[str, Any]] = []
         self.n_evaluations = 0
+        self.boundary_pending = False  # the last finished generation was the final one: no forgetting after it
 
     # -- persistence ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -209,6 +210,7 @@ class LanguageRun:
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
             "generator": self.generator.get_state(),
             "strategy": self.strategy.state_dict(),
+            "boundary_pending": self.boundary_pending,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -223,6 +225,7 @@ class LanguageRun:
         self.generation = int(state["generation"])
         self.iteration = int(state["iteration"])
         self.n_evaluations = int(state["n_evaluations"])
+        self.boundary_pending = bool(state.get("boundary_pending", False))
         if self.run_dir is not None:
             self.run_dir.truncate_records(int(state["n_records"]))
             self.run_dir.truncate_records(self.n_evaluations, EVALUATIONS_FILE)
@@ -283,20 +286,38 @@ class LanguageRun:
         if self.relearn.ease_of_teaching:
             record.update(ease_of_teaching(self.game, self.config, self.relearn,
                                            seed=self.config.seed * 100_003 + g))
-        if g < self.relearn.generations - 1:
-            boundary = self.strategy.forget(self.game, self.optimizers, self.generator)
-            if boundary.fresh_optimizers:
-                self.optimizers = build_optimizers(self.game, self.config)
-            after = evaluate(self.game)
-            record.update(boundary.fields)
-            record["topsim_after_forgetting"] = after["topsim"]
-            record["accuracy_after_forgetting"] = after["accuracy"]
+        self.boundary_pending = g == self.relearn.generations - 1
+        if not self.boundary_pending:
+            self._forget_into(record)
         else:
             record["topsim_after_forgetting"] = None
             record["accuracy_after_forgetting"] = None
         record["seconds"] = time.perf_counter() - started
         self._language = self._language_table(messages)
         return record
+
+    def _forget_into(self, record: dict[str, Any]) -> None:
+        """Apply the strategy's boundary and add what it did, and the scores right after, to `record`."""
+        boundary = self.strategy.forget(self.game, self.optimizers, self.generator)
+        if boundary.fresh_optimizers:
+            self.optimizers = build_optimizers(self.game, self.config)
+        after = evaluate(self.game)
+        record.update(boundary.fields)
+        record["topsim_after_forgetting"] = after["topsim"]
+        record["accuracy_after_forgetting"] = after["accuracy"]
+
+    def _extend_finished_run(self) -> None:
+        """A finished run resumed with more generations: its last generation was not followed by
+        forgetting; apply that boundary now and rewrite the last record, as an uninterrupted run
+        with the larger --generations would have written it (the checkpoint holds the same RNG state)."""
+        record = dict(self.records[-1])
+        self._forget_into(record)
+        self.boundary_pending = False
+        self.records[-1] = record
+        if self.run_dir is not None:
+            self.run_dir.truncate_records(len(self.records) - 1)
+            self.run_dir.append_record(record)
+            self.run_dir.save_checkpoint(self.state_dict())
 
     def _language_table(self, messages: torch.Tensor) -> dict[str, Any]:
         attributes = self.game.space.objects().tolist()
@@ -313,6 +334,8 @@ class LanguageRun:
         """Run the remaining generations (or stop after generation `until` - 1, as an interruption
         would); every finished generation is on disk before the next starts."""
         stop = self.relearn.generations if until is None else min(until, self.relearn.generations)
+        if self.boundary_pending and self.generation < stop:
+            self._extend_finished_run()
         while self.generation < stop:
             record = self.run_generation()
             self.records.append(record)
@@ -327,8 +350,13 @@ class LanguageRun:
 
 
 def run_language(values: dict[str, Any], out: str | None = None, *, resume: bool = False,
-                 progress: bool = True, on_record=None, until: int | None = None) -> list[dict[str, Any]]:
-    """Validate a flat config, run every generation, return the records (the library entry point)."""
+                 progress: bool = True, on_record=None, until: int | None = None,
+                 launch: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Validate a flat config, run every generation, return the records (the library entry point).
+
+    `launch`: extra keys for config.json that say how the run was started (e.g. the command line);
+    on resume the saved ones are kept, so config.json keeps describing the original launch.
+    """
     game_config, relearn = split_config(values)
     game_config.validate()
     relearn.validate()
@@ -337,5 +365,7 @@ def run_language(values: dict[str, Any], out: str | None = None, *, resume: bool
     if run_dir is not None:
         if resume:
             run.resume()
-        run_dir.write_config(flat_config(game_config, relearn))
+        saved = (run_dir.read_config() or {}) if resume else {}
+        total = {"iterations": relearn.generations * relearn.iterations_per_generation}
+        run_dir.write_config({**(launch or {}), **saved, **flat_config(game_config, relearn), **total})
     return run.run(until)

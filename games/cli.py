@@ -1,45 +1,51 @@
-"""Command-line building blocks shared by the game scripts (`python -m games.referential ...`).
+"""The command line shared by the language game scripts (`python -m games.referential ...`).
 
-A script builds its parser from argument groups, turns the parsed args into a validated
-`LanguageGameConfig`, and reports bad input as one line on stderr with exit code 2:
+A script builds its parser, and `main` turns the flags into a validated flat config (game knobs
+plus generation knobs, see `emergent_frl.relearn.split_config`) and runs it:
 
-    parser = build_parser("referential", description)      # preset, game, training, output groups
-    group = parser.add_argument_group("generations")       # a script adds its own flags ...
-    group.add_argument("--generations", type=int)
-    args = parse_args(parser, argv)
-    config = config_from_args(args, "referential")         # preset, then explicit flags
-    ...                                                     # wrapped in `exit_on_error(parser)`
+    parser = build_parser("referential", description)   # preset, game, training, generations, output
+    args = parser.parse_args(argv)
+    values = values_from_args(args, "referential")       # built-in default < preset < explicit flags
+    run_from_args(args, values, argv)                    # the generations, the run directory, the plot
 
-Flags default to None so a preset's values survive unless a flag is given explicitly; each config
-field `x_y` has the flag `--x-y`, so errors on fields are reported under their flag.
+Bad input is reported as one line on stderr with exit code 2, before any file is written. Flags
+default to None so a preset's values survive unless a flag is given explicitly; each config field
+`x_y` has the flag `--x-y`, so errors on fields are reported under their flag.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import pathlib
 import sys
+import time
 from typing import Any, Iterator, NoReturn, Sequence
 
 import torch
 
 from emergent_frl.agents import CELLS, CHANNELS
-from emergent_frl.runs import RunDirectory
-from emergent_frl.training import (
-    HOLDOUTS,
-    ConfigError,
-    LanguageGameConfig,
-    build_game,
-    build_optimizers,
-    evaluate,
-    make_generator,
-    train_iterations,
+from emergent_frl.relearn import (
+    MASKS,
+    RESETS,
+    TIMINGS,
+    NonFiniteError,
+    RelearnConfig,
+    run_language,
+    split_config,
 )
+from emergent_frl.runs import CONFIG_FILE
+from emergent_frl.strategies import STRATEGIES
+from emergent_frl.training import HOLDOUTS, ConfigError, LanguageGameConfig
 from games.presets import available_presets, load_preset
 
-# Settings a preset may hold that are not LanguageGameConfig fields: the run's length.
-RUN_KEYS = ("iterations",)
-DEFAULT_ITERATIONS = 30_000
+# The built-in default run (no preset, no flags): the paper's object space and agents, partial
+# balanced forgetting every 3,000 iterations for 8 generations: a couple of minutes on a laptop CPU.
+DEFAULT_RUN = {"strategy": "pbf", "generations": 8, "iterations_per_generation": 3000}
+# Keys of config.json that describe how the run was launched rather than what it is.
+LAUNCH_KEYS = ("iterations", "preset", "argv")
+PLOT_FILE = "topsim.png"
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -120,7 +126,6 @@ def add_game_arguments(parser: argparse.ArgumentParser, game: str) -> argparse._
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group = parser.add_argument_group("training")
-    group.add_argument("--iterations", type=int, help=f"training batches (default {DEFAULT_ITERATIONS})")
     group.add_argument("--batch-size", type=int, help="objects per batch (default 100)")
     group.add_argument("--lr", type=float, help="learning rate of both agents (sets both below)")
     group.add_argument("--lr-sender", type=float, help="sender Adam learning rate (default 1e-3)")
@@ -136,127 +141,214 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
     return group
 
 
+def add_generation_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """How long to train and what is forgotten between generations."""
+    d = DEFAULT_RUN
+    group = parser.add_argument_group(
+        "generations and forgetting",
+        "Total iterations = generations x iterations per generation; give any two of the three "
+        "(--iterations alone: one generation).")
+    group.add_argument("--strategy", choices=STRATEGIES,
+                       help=f"what is forgotten between generations (default {d['strategy']})")
+    group.add_argument("--generations", type=int, help=f"number of generations (default {d['generations']})")
+    group.add_argument("--iterations-per-generation", type=int,
+                       help=f"training batches per generation (default {d['iterations_per_generation']})")
+    group.add_argument("--iterations", type=int, help="training batches in all generations together")
+    group.add_argument("--sender-keep-fraction", type=float,
+                       help="partial: fraction of the sender's weights kept (default 1: sender untouched)")
+    group.add_argument("--receiver-keep-fraction", type=float,
+                       help="partial: fraction of the receiver's weights kept (default 0.1)")
+    group.add_argument("--mask", choices=MASKS, help="partial: which entries are kept (default magnitude)")
+    group.add_argument("--mask-timing", choices=TIMINGS,
+                       help="partial: mask from the initial weights once, from the trained weights once, "
+                            "or anew each generation (default once_init)")
+    group.add_argument("--reset-value", choices=RESETS,
+                       help="partial: forgotten entries become a fresh draw, zero, or their initial value")
+    group.add_argument("--fresh-optimizers", action=argparse.BooleanOptionalAction, default=None,
+                       help="partial: new Adam state after forgetting (default: keep it)")
+    group.add_argument("--imitation-iterations", type=int,
+                       help="iterated_learning: imitation steps of each new speaker (default 1200)")
+    group.add_argument("--listener-only-iterations", type=int,
+                       help="iterated_learning: listener-only steps opening each generation (default 200)")
+    group.add_argument("--ease-of-teaching", action=argparse.BooleanOptionalAction, default=None,
+                       help="after each generation, train a fresh listener against the frozen speaker "
+                            "and record its learning curve")
+    group.add_argument("--ease-of-teaching-iterations", type=int,
+                       help="iterations of that fresh listener (default 1000)")
+    return group
+
+
 def add_output_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group = parser.add_argument_group("evaluation and output")
     group.add_argument("--eval-every", type=int,
-                       help="greedy evaluation every N iterations (default 1000; 0: only at the end)")
+                       help="greedy evaluation every N iterations (default 1000; 0: only per generation)")
     group.add_argument("--eval-repeats", type=int,
                        help="fixed candidate sets per object in referential evaluation (default 10)")
-    group.add_argument("--stop-at-accuracy", type=float, default=None, metavar="A",
-                       help="stop early once greedy accuracy over all objects reaches A")
-    group.add_argument("--out", required=True, help="run directory (config.json, generations.jsonl)")
+    group.add_argument("--out", help="run directory to create (config.json, generations.jsonl, ...); "
+                                     "default runs/GAME-STRATEGY-seedS-TIME")
+    group.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue an interrupted run from its checkpoint; --generations may extend it")
+    group.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
+                       help=f"write RUN_DIR/{PLOT_FILE}, topsim and accuracy per generation (default on)")
     group.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="progress bar (default: only on a terminal)")
     return group
 
 
 def build_parser(game: str, description: str | None = None) -> ArgumentParser:
-    """The parser of one game script with the preset, game, training and output groups."""
+    """The parser of one game script: preset, game, training, generations and output groups."""
     parser = ArgumentParser(prog=f"python -m games.{game}", description=description)
     add_preset_arguments(parser)
     add_game_arguments(parser, game)
     add_training_arguments(parser)
+    add_generation_arguments(parser)
     add_output_arguments(parser)
     return parser
 
 
-def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    return parser.parse_args(argv)
-
-
 # -- args -> config ---------------------------------------------------------------------------
-def preset_values(args: argparse.Namespace, game: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(config fields, run-level keys) of the chosen preset; empty without --preset."""
+def _known_fields() -> list[str]:
+    return [*LanguageGameConfig.__dataclass_fields__, *RelearnConfig.__dataclass_fields__]
+
+
+def explicit_values(args: argparse.Namespace) -> dict[str, Any]:
+    """Config fields given as flags (a flag left out is None and keeps the preset's value)."""
+    values = {}
+    if getattr(args, "lr", None) is not None:
+        values["lr_sender"] = values["lr_receiver"] = args.lr
+    for name in _known_fields():
+        given = getattr(args, name, None)
+        if name != "game" and given is not None:
+            values[name] = given
+    if isinstance(values.get("n_values"), list) and len(values["n_values"]) == 1:
+        values["n_values"] = values["n_values"][0]
+    return values
+
+
+def preset_values(args: argparse.Namespace, game: str) -> dict[str, Any]:
+    """The chosen preset's settings (empty without --preset); it must be a preset of this game."""
     if getattr(args, "preset", None) is None:
-        return {}, {}
+        return {}
     values = dict(load_preset(args.preset))
     preset_game = values.get("game", game)
     if preset_game != game:
         raise ValueError(
             f"--preset {args.preset}: is a {preset_game} preset; run it with python -m games.{preset_game}"
         )
-    run = {key: values.pop(key) for key in RUN_KEYS if key in values}
-    return values, run
+    return values
 
 
-def config_from_args(args: argparse.Namespace, game: str) -> LanguageGameConfig:
-    """Preset (if any), then every flag given explicitly; validated (ConfigError on a bad value)."""
-    values, _ = preset_values(args, game)
+def resolve_length(values: dict[str, Any], explicit: dict[str, Any], total: int | None) -> None:
+    """Fill `generations` / `iterations_per_generation` from any two of (them, --iterations)."""
+    if total is None:
+        return
+    if isinstance(total, bool) or not isinstance(total, int) or total < 1:
+        raise ConfigError("iterations", total, "must be an integer >= 1")
+    has_g, has_n = "generations" in explicit, "iterations_per_generation" in explicit
+    if has_g and has_n:
+        if explicit["generations"] * explicit["iterations_per_generation"] != total:
+            raise ConfigError("iterations", total,
+                              "must equal --generations x --iterations-per-generation when all three are given")
+    elif has_n:
+        per = explicit["iterations_per_generation"]
+        if not isinstance(per, int) or per < 1 or total % per:
+            raise ConfigError("iterations", total, f"must be a multiple of --iterations-per-generation ({per})")
+        values["generations"] = total // per
+    elif has_g:
+        generations = explicit["generations"]
+        if not isinstance(generations, int) or generations < 1 or total % generations:
+            raise ConfigError("iterations", total, f"must be a multiple of --generations ({generations})")
+        values["iterations_per_generation"] = total // generations
+    else:
+        values["generations"], values["iterations_per_generation"] = 1, total
+
+
+def values_from_args(args: argparse.Namespace, game: str) -> dict[str, Any]:
+    """Built-in default < preset < explicit flags, as one validated flat config."""
+    explicit = explicit_values(args)
+    if getattr(args, "resume", None) is not None:
+        values = saved_values(args.resume)
+        if values.get("game", game) != game:
+            raise ValueError(f"--resume {args.resume}: is a {values['game']} run; "
+                             f"resume it with python -m games.{values['game']}")
+        if args.preset is not None:
+            raise ValueError("--preset: cannot be combined with --resume (the run's own config is used)")
+    else:
+        values = {**DEFAULT_RUN, **preset_values(args, game)}
+    values.update(explicit)
     values["game"] = game
-    if getattr(args, "lr", None) is not None:
-        values["lr_sender"] = values["lr_receiver"] = args.lr
-    for name in LanguageGameConfig.__dataclass_fields__:
-        given = getattr(args, name, None)
-        if name != "game" and given is not None:
-            values[name] = given
-    if isinstance(values.get("n_values"), list) and len(values["n_values"]) == 1:
-        values["n_values"] = values["n_values"][0]
-    return LanguageGameConfig.from_dict(values).validate()
-
-
-def iterations_from_args(args: argparse.Namespace, game: str) -> int:
-    """--iterations, else the preset's, else the default; must be >= 1."""
-    _, run = preset_values(args, game)
-    iterations = args.iterations if args.iterations is not None else run.get("iterations", DEFAULT_ITERATIONS)
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ConfigError("iterations", iterations, "must be an integer >= 1")
-    return iterations
-
-
-def check_run_arguments(args: argparse.Namespace) -> None:
+    resolve_length(values, explicit, getattr(args, "iterations", None))
     if args.threads is not None and args.threads < 1:
         raise ConfigError("threads", args.threads, "must be >= 1")
-    if args.stop_at_accuracy is not None and not 0 < args.stop_at_accuracy <= 1:
-        raise ConfigError("stop_at_accuracy", args.stop_at_accuracy, "must be in (0, 1]")
+    game_config, relearn = split_config(values)
+    game_config.validate()
+    relearn.validate()
+    return {**game_config.to_dict(), **relearn.to_dict()}
+
+
+def saved_values(run_dir: str) -> dict[str, Any]:
+    """The config fields of an existing run (launch details such as argv dropped)."""
+    path = pathlib.Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ValueError(f"--resume: {run_dir} holds no {CONFIG_FILE}; is it a run directory?")
+    saved = json.loads(path.read_text())
+    known = set(_known_fields())
+    return {k: v for k, v in saved.items() if k in known}
 
 
 # -- one run -----------------------------------------------------------------------------------
-def run_single_generation(
-    args: argparse.Namespace, game: str, argv: Sequence[str] | None = None
-) -> dict[str, Any]:
-    """Train one generation as the flags say and write the run directory.
+def _summary(record: dict[str, Any]) -> str:
+    keys = ("generation", "iteration", "accuracy", "topsim", "topsim_after_forgetting", "posdis")
+    return json.dumps({k: (round(record[k], 4) if isinstance(record.get(k), float) else record.get(k))
+                       for k in keys})
 
-    RUN_DIR/config.json: the config plus iterations, strategy "no_reset", generations 1, preset;
-    RUN_DIR/evaluations.json: every periodic evaluation (rewritten atomically as training goes);
-    RUN_DIR/generations.jsonl: one record (generation 0) after training;
-    RUN_DIR/language.json: the final greedy language (objects' attribute values -> messages).
-    """
-    config = config_from_args(args, game)
-    iterations = iterations_from_args(args, game)
-    check_run_arguments(args)
-    run_dir = RunDirectory(args.out)
+
+def write_plot(run_dir: pathlib.Path) -> pathlib.Path:
+    """topsim and greedy accuracy against generation, drawn by the analysis package."""
+    from analysis.plot import plot_curves
+    from analysis.runs import load_run
+
+    target = run_dir / PLOT_FILE
+    plot_curves([load_run(run_dir)], ["topsim", "accuracy"], str(target), title=str(run_dir))
+    return target
+
+
+def default_out(values: dict[str, Any]) -> str:
+    """runs/<game>-<strategy>-seed<seed>-<time>: a new directory each time no --out is given."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"runs/{values['game']}-{values['strategy']}-seed{values['seed']}-{stamp}"
+
+
+def run_from_args(args: argparse.Namespace, values: dict[str, Any],
+                  argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Run (or resume) the generations the flags describe; one summary line per generation."""
+    out = args.resume if args.resume is not None else args.out
+    if out is None:
+        out = default_out(values)
+    if args.resume is not None and args.out is not None and pathlib.Path(args.out) != pathlib.Path(args.resume):
+        raise ValueError(f"--out {args.out}: differs from --resume {args.resume}; give one of them")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    run_dir.write_config({
-        **config.to_dict(), "iterations": iterations, "strategy": "no_reset", "generations": 1,
-        "preset": args.preset, "argv": list(sys.argv[1:] if argv is None else argv),
-    })
-    game_obj = build_game(config)
-    optimizers = build_optimizers(game_obj, config)
-    generator = make_generator(config)
-    evaluations: list[dict[str, Any]] = []
-    first_reached: dict[str, int | None] = {"iteration": None}
+    launch = {"iterations": values["generations"] * values["iterations_per_generation"],
+              "preset": args.preset, "argv": list(sys.argv[1:] if argv is None else argv)}
+    records = run_language(values, out, resume=args.resume is not None, progress=args.progress is not False,
+                           on_record=lambda record: print(_summary(record), flush=True), launch=launch)
+    if args.plot:
+        write_plot(pathlib.Path(out))
+    print(f"wrote {out}: {CONFIG_FILE}, generations.jsonl, language.json, checkpoint.pt"
+          + (f", {PLOT_FILE}" if args.plot else ""))
+    return records
 
-    def on_eval(record: dict[str, Any]) -> bool:
-        evaluations.append(record)
-        run_dir.write_json("evaluations.json", evaluations)
-        if first_reached["iteration"] is None and args.stop_at_accuracy is not None \
-                and record["accuracy"] >= args.stop_at_accuracy:
-            first_reached["iteration"] = record["iteration"]
-        return first_reached["iteration"] is not None
 
-    summary = train_iterations(
-        game_obj, optimizers, iterations, generator=generator, eval_every=config.eval_every,
-        on_eval=on_eval, progress=args.progress is not False,
-    )
-    metrics = evaluate(game_obj)
-    messages = metrics.pop("messages")
-    record = {
-        "generation": 0, "iteration": summary["iterations"], "strategy": "no_reset",
-        **{k: v for k, v in summary.items() if k.startswith("train_")}, **metrics,
-    }
-    run_dir.append_record(record)
-    run_dir.write_json("language.json", {
-        "objects": game_obj.space.objects().tolist(), "messages": messages.tolist(),
-    })
-    return record
+def main(game: str, description: str, argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m games.<game>`: exit 0, 2 on bad input, 1 on a run that diverged."""
+    parser = build_parser(game, description=description)
+    args = parser.parse_args(argv)
+    with exit_on_error(parser):
+        values = values_from_args(args, game)
+        try:
+            run_from_args(args, values, argv)
+        except NonFiniteError as error:
+            print(f"{parser.prog}: stopped: {error}", file=sys.stderr)
+            return 1
+    return 0

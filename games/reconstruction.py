@@ -1,28 +1,21 @@
-"""Reconstruction game, one generation: `python -m games.reconstruction --preset ren --out runs/x`.
+"""Reconstruction game with forget-and-relearn: `python -m games.reconstruction --preset ren --out runs/x`.
 
 The sender sees an object and sends a message; the receiver outputs every attribute value
-(cross-entropy per attribute). Writes RUN_DIR/config.json, generations.jsonl (one record with the greedy
-accuracy over all objects and the compositionality scores), evaluations.json, language.json.
+(cross-entropy per attribute). Training runs in generations with the chosen `--strategy`, as in
+`python -m games.referential`. Writes RUN_DIR/config.json, generations.jsonl, evaluations.jsonl,
+language.json, checkpoint.pt and topsim.png.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Sequence
 
-from games.cli import build_parser, exit_on_error, run_single_generation
-
-GAME = "reconstruction"
+from games.cli import main as run_game
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(GAME, description=__doc__.splitlines()[0])
-    args = parser.parse_args(argv)
-    with exit_on_error(parser):
-        record = run_single_generation(args, GAME, argv)
-    print(json.dumps({k: record[k] for k in ("generation", "iteration", "accuracy", "topsim")}))
-    return 0
+    return run_game("reconstruction", __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from games import reconstruction, referential
-from games.cli import build_parser, config_from_args
+from emergent_frl.training import LanguageGameConfig
+from games.cli import build_parser, values_from_args
 from games.presets import available_presets, load_preset
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -41,6 +42,11 @@ def test_help_lists_the_flags(script, capsys):
      (["--cell", "transformer"], "argument --cell: invalid choice: 'transformer'"),
      (["--n-values", "8", "4", "2"], "--n-values 8 4 2:"),
      (["--iterations", "0"], "--iterations 0: must be an integer >= 1"),
+     (["--iterations", "1000", "--generations", "3"], "--iterations 1000: must be a multiple of --generations (3)"),
+     (["--generations", "0"], "--generations 0: must be an integer >= 1"),
+     (["--strategy", "forget_everything"], "argument --strategy: invalid choice"),
+     (["--strategy", "partial", "--receiver-keep-fraction", "1.5"], "--receiver-keep-fraction 1.5: must be a number in [0, 1]"),
+     (["--resume", "/nonexistent/run"], "--resume: /nonexistent/run holds no config.json"),
      (["--preset", "ren"], "--preset ren: is a reconstruction preset"),
      (["--holdout", "random"], "--holdout-fraction 0.0: must be in (0, 1) with a holdout"),
      (["--device", "gpu0"], "--device gpu0: must be a torch device")],
@@ -70,58 +76,116 @@ def test_cuda_request_without_cuda_is_a_clean_error(tmp_path, capsys):
     )
 
 
-def test_tiny_run_writes_config_and_generation_record(tmp_path, capsys):
+TINY = ["--n-values", "2", "3", "--vocab-size", "6", "--n-candidates", "3", "--hidden-size", "16",
+        "--batch-size", "8", "--eval-every", "10", "--seed", "3", "--threads", "1"]
+
+
+def records_of(out):
+    return [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+
+
+def test_single_generation_run_writes_config_record_language_and_plot(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["--n-values", "2", "3", "--vocab-size", "6", "--n-candidates", "3", "--hidden-size", "16",
-            "--iterations", "20", "--batch-size", "8", "--eval-every", "10", "--seed", "3", "--out", str(out)]
+    argv = [*TINY, "--iterations", "20", "--out", str(out)]
     assert referential.main(argv) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["n_values"] == [2, 3] and config["vocab_size"] == 6 and config["seed"] == 3
-    assert config["iterations"] == 20 and config["game"] == "referential" and config["argv"] == argv
-    lines = (out / "generations.jsonl").read_text().splitlines()
-    assert len(lines) == 1
-    record = json.loads(lines[0])
-    assert record["generation"] == 0 and record["iteration"] == 20
-    assert 0.0 <= record["accuracy"] <= 1.0 and "topsim" in record
-    evaluations = json.loads((out / "evaluations.json").read_text())
+    assert config["iterations"] == 20 and config["generations"] == 1 and config["argv"] == argv
+    assert config["game"] == "referential" and config["strategy"] == "pbf"
+    (record,) = records_of(out)
+    assert record["generation"] == 0 and record["iteration"] == 20 and record["seed"] == 3
+    assert 0.0 <= record["accuracy"] <= 1.0 and -1.0 <= record["topsim"] <= 1.0
+    assert record["topsim_after_forgetting"] is None  # nothing is forgotten after the last generation
+    evaluations = [json.loads(line) for line in (out / "evaluations.jsonl").read_text().splitlines()]
     assert [e["iteration"] for e in evaluations] == [10, 20]
     language = json.loads((out / "language.json").read_text())
     assert len(language["messages"]) == 6 and all(len(m) == 2 for m in language["messages"])
+    assert (out / "topsim.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # A second run into the same directory is refused rather than overwriting it.
+    capsys.readouterr()
     with pytest.raises(SystemExit) as info:
         referential.main(["--iterations", "5", "--out", str(out)])
     assert info.value.code == 2 and "already holds a run" in capsys.readouterr().err
+    assert records_of(out) == [record]
+
+
+def test_generations_run_forgets_between_generations_and_prints_one_line_each(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert referential.main([*TINY, "--strategy", "reset_receiver", "--iterations", "30",
+                             "--iterations-per-generation", "10", "--no-plot", "--out", str(out)]) == 0
+    records = records_of(out)
+    assert [r["generation"] for r in records] == [0, 1, 2]
+    assert [r["iteration"] for r in records] == [10, 20, 30]
+    assert all(r["strategy"] == "reset_receiver" for r in records)
+    assert [r["receiver_forgotten_fraction"] for r in records[:2]] == [1.0, 1.0]
+    assert records[-1]["topsim_after_forgetting"] is None
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [p["generation"] for p in printed] == [0, 1, 2]
+    assert not (out / "topsim.png").exists()
+
+
+def test_resume_with_more_generations_equals_the_longer_run(tmp_path):
+    """Extending a finished run applies the boundary its last generation skipped, so the records
+    equal those of a run launched with the larger --generations (CPU, same seed)."""
+    common = [*TINY, "--strategy", "pbf", "--iterations-per-generation", "15", "--no-plot"]
+    short, full = tmp_path / "short", tmp_path / "full"
+    assert referential.main([*common, "--generations", "2", "--out", str(short)]) == 0
+    assert referential.main(["--resume", str(short), "--generations", "3", "--no-plot"]) == 0
+    assert referential.main([*common, "--generations", "3", "--out", str(full)]) == 0
+    strip = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+    assert strip(records_of(short)) == strip(records_of(full))
+    assert json.loads((short / "config.json").read_text())["generations"] == 3
+
+
+def test_resume_refuses_changed_settings(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert referential.main([*TINY, "--iterations", "10", "--no-plot", "--out", str(out)]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        referential.main(["--resume", str(out), "--hidden-size", "32"])
+    assert info.value.code == 2 and "hidden_size=16" in capsys.readouterr().err
 
 
 def test_reconstruction_run_from_preset_with_overrides(tmp_path):
     out = tmp_path / "ren"
     assert reconstruction.main(["--preset", "ren", "--iterations", "5", "--hidden-size", "8",
-                                "--eval-every", "0", "--out", str(out)]) == 0
+                                "--eval-every", "0", "--no-plot", "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["game"] == "reconstruction" and config["n_values"] == 8 and config["hidden_size"] == 8
-    assert config["batch_size"] == load_preset("ren")["batch_size"]
-    record = json.loads((out / "generations.jsonl").read_text())
+    assert config["batch_size"] == load_preset("ren")["batch_size"] and config["strategy"] == "no_reset"
+    (record,) = records_of(out)
     assert record["iteration"] == 5 and {"accuracy", "topsim", "posdis", "bosdis"} <= record.keys()
+
+
+@pytest.mark.parametrize(
+    "flags, generations, per_generation",
+    [([], 8, 3000),
+     (["--iterations", "600"], 1, 600),
+     (["--iterations", "600", "--generations", "3"], 3, 200),
+     (["--iterations", "600", "--iterations-per-generation", "100"], 6, 100),
+     (["--generations", "2"], 2, 3000),
+     (["--preset", "paper"], 1, 30000),
+     (["--preset", "paper", "--generations", "100", "--iterations-per-generation", "3000"], 100, 3000)],
+)
+def test_run_length_from_any_two_of_three_flags(flags, generations, per_generation):
+    values = values_from_args(build_parser("referential").parse_args([*flags, "--out", "x"]), "referential")
+    assert (values["generations"], values["iterations_per_generation"]) == (generations, per_generation)
 
 
 def test_presets_hold_the_paper_settings():
     assert {"paper", "ren"} <= set(available_presets())
-    parser = build_parser("referential")
-    config = config_from_args(parser.parse_args(["--preset", "paper", "--out", "x"]), "referential")
-    assert (config.n_attributes, config.n_values, config.vocab_size, config.max_len) == (2, [8, 4], 8, 2)
-    assert (config.n_candidates, config.hidden_size, config.batch_size, config.cell) == (5, 100, 100, "lstm")
-    assert config.lr_sender == config.lr_receiver == 1e-3
-    assert config.sender_entropy_coeff == config.receiver_entropy_coeff == 0.1
-    ren = config_from_args(build_parser("reconstruction").parse_args(["--preset", "ren", "--out", "x"]),
-                           "reconstruction")
+
+    def config(game, *flags):
+        values = values_from_args(build_parser(game).parse_args([*flags, "--out", "x"]), game)
+        return LanguageGameConfig.from_dict({k: v for k, v in values.items()
+                                             if k in LanguageGameConfig.__dataclass_fields__})
+
+    paper = config("referential", "--preset", "paper")
+    assert (paper.n_attributes, paper.n_values, paper.vocab_size, paper.max_len) == (2, [8, 4], 8, 2)
+    assert (paper.n_candidates, paper.hidden_size, paper.batch_size, paper.cell) == (5, 100, 100, "lstm")
+    assert paper.lr_sender == paper.lr_receiver == 1e-3
+    assert paper.sender_entropy_coeff == paper.receiver_entropy_coeff == 0.1
+    ren = config("reconstruction", "--preset", "ren")
     assert (ren.n_attributes, ren.n_values, ren.vocab_size, ren.max_len, ren.hidden_size) == (2, 8, 8, 2, 128)
-
-
-def test_parser_is_extensible_by_other_scripts():
-    parser = build_parser("referential")
-    group = parser.add_argument_group("generations")
-    group.add_argument("--generations", type=int, default=1)
-    args = parser.parse_args(["--generations", "4", "--lr", "0.01", "--seed", "2", "--out", "x"])
-    config = config_from_args(args, "referential")
-    assert args.generations == 4 and config.seed == 2
-    assert config.lr_sender == config.lr_receiver == 0.01
+    tweaked = config("referential", "--preset", "paper", "--lr", "0.01", "--seed", "2")
+    assert tweaked.lr_sender == tweaked.lr_receiver == 0.01 and tweaked.seed == 2
