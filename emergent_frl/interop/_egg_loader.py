@@ -18,13 +18,16 @@ INSTALL_HINT = (
 
 
 def require_egg() -> ModuleType:
-    """``egg.core``, or an ImportError that says how to install EGG."""
+    """``egg.core``, or an ImportError that says what is wrong and how to install EGG."""
     try:
         return importlib.import_module("egg.core")
     except ImportError as error:
-        missing = getattr(error, "name", None)
-        if missing and missing.split(".")[0] not in ("egg",):
-            reason = f"EGG is installed but importing egg.core failed: {error}"
-        else:
+        missing = getattr(error, "name", None) or ""
+        if missing == "egg":
             reason = f"EGG is not installed ({error})"
+        elif missing == "egg.core":
+            reason = ("a package named 'egg' is installed but has no egg.core: it is probably the unrelated "
+                      "PyPI package 'egg', not facebookresearch/EGG")
+        else:
+            reason = f"EGG is installed but importing egg.core failed: {error}"
         raise ImportError(f"{reason}.\n{INSTALL_HINT}") from error

@@ -123,15 +123,16 @@ def egg_sender(
     *,
     mode: str = "rf",
     embed_dim: int | None = None,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     trainable_temperature: bool = False,
-    straight_through: bool = False,
+    straight_through: bool | None = None,
 ) -> nn.Module:
     """EGG's ``RnnSenderReinforce`` (mode "rf") or ``RnnSenderGS`` ("gs") around ``SenderAgent``.
 
-    Sizes come from our Sender: vocab_size (symbol 0 is EGG's EOS), max_len, hidden size, cell
-    kind; ``embed_dim`` defaults to our cell's input size. Messages have max_len + 1 positions
-    (EGG appends an EOS). ``temperature`` and the two flags are RnnSenderGS's. Needs EGG.
+    Sizes come from our Sender: vocab_size (EGG reads symbol 0 as EOS, whatever ``sender.eos``
+    says), max_len, hidden size, cell kind; ``embed_dim`` defaults to our cell's input size.
+    Messages have max_len + 1 positions (EGG appends an EOS). In "gs" mode ``temperature`` and
+    ``straight_through`` default to our Sender's. Needs EGG.
     """
     _check_mode(mode)
     if not isinstance(sender, Sender):
@@ -143,8 +144,13 @@ def egg_sender(
                   max_len=sender.max_len, cell=cell_name(sender.cell))
     if mode == "rf":
         return core.RnnSenderReinforce(agent, **common)
-    return core.RnnSenderGS(agent, temperature=temperature, trainable_temperature=trainable_temperature,
-                            straight_through=straight_through, **common)
+    return core.RnnSenderGS(
+        agent,
+        temperature=sender.temperature if temperature is None else temperature,
+        trainable_temperature=trainable_temperature,
+        straight_through=sender.straight_through if straight_through is None else straight_through,
+        **common,
+    )
 
 
 def egg_receiver(
@@ -152,16 +158,23 @@ def egg_receiver(
     *,
     mode: str = "rf",
     embed_dim: int | None = None,
+    stochastic: bool = False,
 ) -> nn.Module:
     """EGG's ``RnnReceiverDeterministic`` (mode "rf") or ``RnnReceiverGS`` ("gs") around the
     adapter of our receiver, with its vocab_size, hidden size and cell kind; ``embed_dim``
-    defaults to our cell's input size. Needs EGG."""
+    defaults to our cell's input size. ``stochastic=True`` (rf, referential only) samples the
+    chosen candidate and is trained by REINFORCE, as our ReferentialReceiver is:
+    ``RnnReceiverReinforce(ReinforceWrapper(adapter))``. Needs EGG."""
     _check_mode(mode)
     agent = receiver_agent(receiver)
     embed_dim = _check_embed_dim(embed_dim, _cell_input_size(receiver))
+    if stochastic and (mode != "rf" or not isinstance(receiver, ReferentialReceiver)):
+        raise ValueError("stochastic=True needs mode='rf' and a ReferentialReceiver (a policy over candidates)")
     core = require_egg()
     common = dict(vocab_size=receiver.vocab_size, embed_dim=embed_dim, hidden_size=receiver.hidden_size,
                   cell=cell_name(receiver.cell))
+    if stochastic:
+        return core.RnnReceiverReinforce(core.ReinforceWrapper(agent), **common)
     if mode == "rf":
         return core.RnnReceiverDeterministic(agent, **common)
     return core.RnnReceiverGS(agent, **common)
