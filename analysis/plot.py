@@ -2,6 +2,10 @@
 
 Draws a metric against generation, one line per strategy, with the mean and a 95 % confidence band
 over seeds. A path may be one run or a folder of runs (a sweep).
+
+Targeted-forgetting probes (folders of probe.json, from `python -m games.targeted_forgetting`) are
+drawn by `analysis.probe_plot` instead: `python -m analysis.plot runs/probe --metric loss --out p.png`
+prints the before/after table per group and draws it (metric accuracy, loss or entropy).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import argparse
 import math
 import sys
 
+from . import probe_plot
 from .curves import aggregate_curves
 from .runs import find_runs, load_run
 
@@ -56,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run_dirs = find_runs(args.runs)
+        if not run_dirs and probe_plot.find_probes(args.runs):
+            return _plot_probes(args)
         if not run_dirs:
-            raise ValueError(f"runs: no generations.jsonl found under {' '.join(args.runs)}")
+            raise ValueError(f"runs: no generations.jsonl (or probe.json) found under {' '.join(args.runs)}")
         runs = [load_run(p) for p in run_dirs]
         if not 0 < args.confidence < 1:
             raise ValueError(f"--confidence must lie in (0, 1), got {args.confidence}")
@@ -67,6 +74,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {args.out} ({len(run_dirs)} runs)")
+    return 0
+
+
+def _plot_probes(args: argparse.Namespace) -> int:
+    """The targeted-forgetting probe figure and table (see analysis.probe_plot); errors propagate."""
+    metrics = args.metric or ["accuracy"]
+    if len(metrics) > 1 or metrics[0] not in probe_plot.METRICS:
+        raise ValueError(f"--metric {' '.join(metrics)}: a probe is drawn for one of {', '.join(probe_plot.METRICS)}")
+    if not 0 < args.confidence < 1:
+        raise ValueError(f"--confidence must lie in (0, 1), got {args.confidence}")
+    probes = [probe_plot.load_probe(p) for p in probe_plot.find_probes(args.runs)]
+    print(probe_plot.summary_table(probe_plot.probe_summary(probes, metrics[0], args.confidence)))
+    probe_plot.plot_probe(probes, args.out, metrics[0], args.confidence, title=args.title)
+    print(f"wrote {args.out} ({len(probes)} probe runs)")
     return 0
 
 

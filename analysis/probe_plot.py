@@ -6,8 +6,10 @@ A probe run directory holds `probe.json` (written by `python -m games.targeted_f
 {"config": {...}, "groups": [reference group, target group], "measurements": [{"step", "epoch",
 "before": {group: {"n", "accuracy", "loss", "entropy", ...}}, "after": {...}}, ...]}.
 The summary uses each run's last measurement: per group the metric before and after forgetting,
-the drop (before - after), and the *gap*: how much more the target group (mislabeled / hard) drops
-than the reference group (clean / easy), each as mean +- Student-t CI over the runs (seeds).
+the *damage* forgetting did (accuracy: the drop, before - after; loss and entropy: the rise,
+after - before; positive = worse), and the *gap*: how much more damage the target group
+(mislabeled / hard) took than the reference group (clean / easy), each as mean +- Student-t CI over
+the runs (seeds). `python -m analysis.plot PROBE_DIR` draws the same figure.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from .stats import mean_ci
 
 PROBE_FILE = "probe.json"
 METRICS = ("accuracy", "loss", "entropy")
+
+
+def damage_name(metric: str) -> str:
+    """What forgetting does to `metric` when it hurts: accuracy drops, loss and entropy rise."""
+    return "drop" if metric == "accuracy" else "rise"
 
 
 def find_probes(paths: Iterable[str | os.PathLike]) -> list[pathlib.Path]:
@@ -59,7 +66,8 @@ def _number(value) -> float:
 
 
 def probe_summary(probes: list[dict[str, Any]], metric: str = "accuracy", confidence: float = 0.95) -> dict[str, Any]:
-    """Mean and CI over runs of the last measurement: before / after / drop per group, and the gap."""
+    """Mean and CI over runs of the last measurement: before / after / damage per group (accuracy:
+    before - after; loss, entropy: after - before) and the gap damage(target) - damage(reference)."""
     if not probes:
         raise ValueError("no probe runs to summarize")
     groups = probes[0]["groups"]
@@ -68,37 +76,51 @@ def probe_summary(probes: list[dict[str, Any]], metric: str = "accuracy", confid
     if metric not in probes[0]["measurements"][-1]["before"][groups[0]]:
         raise ValueError(f"--metric {metric!r}: recorded metrics are {', '.join(METRICS)}")
     per_group: dict[str, dict[str, tuple[float, float, int]]] = {}
-    drops: dict[str, list[float]] = {}
+    damage: dict[str, list[float]] = {}
+    sign = 1.0 if metric == "accuracy" else -1.0
     for group in groups:
         before = [_number(p["measurements"][-1]["before"][group][metric]) for p in probes]
         after = [_number(p["measurements"][-1]["after"][group][metric]) for p in probes]
-        drops[group] = [b - a for b, a in zip(before, after)]
+        damage[group] = [sign * (b - a) for b, a in zip(before, after)]
         per_group[group] = {"before": mean_ci(before, confidence), "after": mean_ci(after, confidence),
-                            "drop": mean_ci(drops[group], confidence)}
-    gap = [t - r for r, t in zip(drops[groups[0]], drops[groups[1]])]
-    return {"metric": metric, "groups": groups, "runs": len(probes), "per_group": per_group,
-            "gap": mean_ci(gap, confidence), "confidence": confidence,
-            "step": [p["measurements"][-1]["step"] for p in probes]}
+                            "damage": mean_ci(damage[group], confidence)}
+    gap = [t - r for r, t in zip(damage[groups[0]], damage[groups[1]])]
+    summary = {"metric": metric, "groups": groups, "runs": len(probes), "per_group": per_group,
+               "gap": mean_ci(gap, confidence), "confidence": confidence,
+               "step": [p["measurements"][-1]["step"] for p in probes]}
+    # mislabeled examples: how often the model predicts their TRUE class (do they fall back to it?)
+    last = [p["measurements"][-1] for p in probes]
+    if metric == "accuracy" and all("true_label_accuracy" in m["before"][groups[1]] for m in last):
+        summary["true_label"] = {phase: mean_ci([_number(m[phase][groups[1]]["true_label_accuracy"]) for m in last],
+                                                confidence) for phase in ("before", "after")}
+    return summary
 
 
 def _cell(stat: tuple[float, float, int], scale: float) -> str:
+    """Percent points with one decimal (accuracy, scale 100), else two decimals (nats)."""
     mean, half, _ = stat
     if math.isnan(mean):
         return "-"
-    return f"{scale * mean:.1f}" if math.isnan(half) else f"{scale * mean:.1f} ± {scale * half:.1f}"
+    digits = 1 if scale == 100.0 else 2
+    return f"{scale * mean:.{digits}f}" if math.isnan(half) else f"{scale * mean:.{digits}f} ± {scale * half:.{digits}f}"
 
 
 def summary_table(summary: dict[str, Any]) -> str:
     """Markdown table of `probe_summary` (accuracy in percent points)."""
     scale = 100.0 if summary["metric"] == "accuracy" else 1.0
     unit = " (%)" if scale == 100.0 else ""
-    lines = [f"| group | {summary['metric']} before{unit} | after{unit} | drop{unit} |", "|---|---|---|---|"]
+    damage = damage_name(summary["metric"])
+    lines = [f"| group | {summary['metric']} before{unit} | after{unit} | {damage}{unit} |", "|---|---|---|---|"]
     for group in summary["groups"]:
         stats = summary["per_group"][group]
         lines.append(f"| {group} | {_cell(stats['before'], scale)} | {_cell(stats['after'], scale)} | "
-                     f"{_cell(stats['drop'], scale)} |")
+                     f"{_cell(stats['damage'], scale)} |")
     reference, target = summary["groups"]
-    lines.append(f"| gap: drop({target}) - drop({reference}) | | | {_cell(summary['gap'], scale)} |")
+    lines.append(f"| gap: {damage}({target}) - {damage}({reference}) | | | {_cell(summary['gap'], scale)} |")
+    if "true_label" in summary:
+        true = summary["true_label"]
+        lines.append(f"| {target}, predicted as the true class | {_cell(true['before'], scale)} | "
+                     f"{_cell(true['after'], scale)} | |")
     confidence = int(round(summary["confidence"] * 100))
     lines.append(f"\nmean ± {confidence} % CI (Student t) over {summary['runs']} runs, last measurement "
                  f"(step {min(summary['step'])}..{max(summary['step'])})")

@@ -21,7 +21,7 @@ from emergent_frl.runs import RunDirectory
 from emergent_frl.vision.datasets import DATASETS
 from emergent_frl.vision.experiment import ImageRunConfig, merge_resumed, open_run_directory, prepare_run
 from emergent_frl.vision.models import ARCHITECTURES, STEMS
-from emergent_frl.vision.strategies import SPLIT_MODES, STRATEGIES
+from emergent_frl.vision.strategies import REWIND_SCOPES, SPLIT_MODES, STRATEGIES
 
 DEFAULTS = ImageRunConfig().to_flat()
 
@@ -30,29 +30,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m games.image_classification", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
 
+    section = [parser]  # the argument group `add` files the next flags under
+
     def add(flag: str, **kwargs) -> None:
         dest = flag.lstrip("-").replace("-", "_")
         shown = DEFAULTS.get(dest)
         kwargs.setdefault("help", "")
         kwargs["help"] += f" (default: {shown})" if dest in DEFAULTS else ""
-        parser.add_argument(flag, dest=dest, default=None, **kwargs)
+        section[-1].add_argument(flag, dest=dest, default=None, **kwargs)
 
-    data = parser.add_argument_group("data")
-    add("--dataset", choices=DATASETS, help="data set")
+    section.append(parser.add_argument_group("data"))
+    add("--dataset", choices=DATASETS, metavar="NAME",
+        help="digits: scikit-learn's 8x8 digits, offline; cifar10, cifar100, flowers102: torchvision's files "
+             "under --data-root (never downloaded); imagefolder: --data-root/{train,val,test}/CLASS/IMAGE "
+             "(val optional); cub200, aircraft, mit67, dogs, flower102: the same tree under --data-root/NAME "
+             "with NAME = CUB200, Aircrafts, MIT67, Dog120, Flower102")
     add("--data-root", help="folder holding the data sets (not used by digits)")
     add("--image-size", type=int, help="square input size; none = the data set's (digits 16, CIFAR 32, else 224)")
     add("--train-per-class", type=int, help="few-shot training set: examples per class (0 = all)")
     add("--val-fraction", type=float, help="held-out share of train where a data set has no val split")
     add("--split-seed", type=int, help="seed of the train/val/test split (independent of --seed)")
-    parser.add_argument("--no-augment", dest="augment", action="store_false", default=None, help="no train-time augmentation")
+    section[-1].add_argument("--no-augment", dest="augment", action="store_false", default=None, help="no train-time augmentation")
     add("--workers", type=int, help="DataLoader workers for image-file data sets")
 
-    model = parser.add_argument_group("model")
+    section.append(parser.add_argument_group("model"))
     add("--arch", choices=ARCHITECTURES, help="network")
     add("--stem", choices=STEMS, help="ResNet stem: cifar = 3x3 stride-1 conv1 and no max-pool")
     add("--width", type=int, help="small_cnn / mlp width (ResNets have torchvision's widths)")
 
-    strategy = parser.add_argument_group("strategy")
+    section.append(parser.add_argument_group("strategy"))
     add("--strategy", choices=STRATEGIES, help="what happens between generations")
     add("--layer", help="llf: first forgotten module (none = arch default: small_cnn layer3, resnet layer4)")
     add("--reverse", action="store_true", help="llf: forget the modules before --layer instead")
@@ -60,8 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--split-mode", choices=SPLIT_MODES, help="ke: kernel-level or weight-level split")
     add("--prune-fraction", type=float, help="imp: share of surviving weights pruned per generation")
     add("--rewind-epoch", type=int, help="imp: rewind survivors to the weights after this epoch of gen. 0 (0 = init)")
+    add("--rewind-scope", choices=REWIND_SCOPES,
+        help="imp: model = rewind the whole network (biases, BatchNorm too, as OpenLTH); weights = survivors only")
 
-    train = parser.add_argument_group("training")
+    section.append(parser.add_argument_group("training"))
     add("--generations", type=int, help="generations (the long baseline: segments of --epochs)")
     add("--epochs", type=int, help="epochs per generation")
     add("--batch-size", type=int, help="batch size")
@@ -73,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seed", type=int, help="seed of the initial weights, batch order, augmentation and forgetting")
     add("--device", help="auto, cpu, cuda, cuda:N")
     add("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast on CUDA")
+    section[-1].add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast on CUDA")
 
     parser.add_argument("--out", default=None, help="run directory (default: runs/image/DATASET-ARCH-STRATEGY-sSEED)")
     parser.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted run in DIR")
@@ -89,10 +97,16 @@ def config_from_args(args: argparse.Namespace) -> tuple[ImageRunConfig, str, boo
     if args.resume is not None:
         if args.out is not None and args.out != args.resume:
             raise ValueError(f"--out {args.out} and --resume {args.resume} name different directories")
-        saved = RunDirectory(args.resume, resume=True).read_config()
+        run_dir = RunDirectory(args.resume, resume=True)
+        saved = run_dir.read_config()
         if saved is None:
             raise ValueError(f"--resume: {args.resume} holds no config.json")
-        return ImageRunConfig.from_flat(merge_resumed(saved, given)), args.resume, True
+        config = ImageRunConfig.from_flat(merge_resumed(saved, given))
+        done = len(run_dir.records())
+        if config.train.generations < done:
+            raise ValueError(f"--generations {config.train.generations}: {args.resume} already holds {done} "
+                             f"generations; allowed range is {done}..1000")
+        return config, args.resume, True
     flat = dict(DEFAULTS)
     flat.update(given)
     config = ImageRunConfig.from_flat(flat)
@@ -126,8 +140,16 @@ def main(argv: list[str] | None = None) -> int:
         sizes = prepared.data.sizes()
         print(f"{config.data.dataset} {sizes} -> {config.arch} on {prepared.device}, strategy {config.strategy.name}, "
               f"run directory {run_dir.path}", flush=True)
-    prepared.trainer.run(run_dir, resume=resume,
-                         on_record=None if args.quiet else (lambda record: print(format_record(record), flush=True)))
+    trained = []
+
+    def report(record: dict) -> None:
+        trained.append(record["generation"])
+        if not args.quiet:
+            print(format_record(record), flush=True)
+
+    prepared.trainer.run(run_dir, resume=resume, on_record=report)
+    if not trained and not args.quiet:
+        print(f"nothing to do: all {config.train.generations} generations are done (raise --generations to go on)")
     return 0
 
 if __name__ == "__main__":

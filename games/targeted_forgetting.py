@@ -7,14 +7,19 @@
 Trains on scikit-learn's digits (a share of labels made wrong, or groups by softmax margin) and at
 every --measure-every steps forgets a copy of the model, recording accuracy, loss and entropy of
 both groups before and after. One run directory per seed: OUT/seed_S/{config.json, probe.json}.
-Prints the mean +- 95 % CI table over the seeds at the end (`python -m analysis.probe_plot OUT`
-prints it again and draws the figure).
+Prints the mean +- 95 % CI table over the seeds at the end (`python -m analysis.plot OUT --out
+fig.png` prints it again and draws the figure; `--metric loss` or `entropy` for the others).
+
+Running the same command again reuses every finished seed and redoes unfinished ones (an
+interrupted sweep is continued by repeating its command); a seed folder holding a probe with other
+settings is an error.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import pathlib
 import sys
 import time
@@ -73,11 +78,27 @@ def configs_from_args(args: argparse.Namespace) -> list[ProbeConfig]:
     return configs
 
 
-def run_directory(out: str, seed: int) -> RunDirectory:
-    path = pathlib.Path(out) / f"seed_{seed}"
+def run_directory(out: str, config: ProbeConfig) -> tuple[RunDirectory, bool]:
+    """(the seed's run directory, whether it already holds this probe finished)."""
+    path = pathlib.Path(out) / f"seed_{config.seed}"
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out: {path} exists and is not a directory")
+    done = False
     if (path / PROBE_FILE).exists():
-        raise ValueError(f"--out: {path} already holds a probe; choose another --out")
-    return RunDirectory(path)
+        try:
+            saved = json.loads((path / PROBE_FILE).read_text())
+        except (OSError, json.JSONDecodeError):
+            saved = {}  # a probe.json cut short: redo it
+        if not isinstance(saved, dict):
+            saved = {}
+        mine = dataclasses.asdict(config)
+        theirs = saved.get("config", mine)
+        differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        if differing:
+            raise ValueError(f"--out: {path} already holds a probe with other settings "
+                             f"({', '.join(f'{k}={theirs.get(k)!r}' for k in differing)}); choose another --out")
+        done = len(saved.get("measurements", ())) == config.steps // config.measure_every
+    return RunDirectory(path), done
 
 
 def run_one(probe: TargetedForgettingProbe, run_dir: RunDirectory, quiet: bool) -> None:
@@ -108,11 +129,16 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         configs = configs_from_args(args)
         probes = [TargetedForgettingProbe(config) for config in configs]  # data and models: fail before work
-        run_dirs = [run_directory(args.out, config.seed) for config in configs]
+        plans = [run_directory(args.out, config) for config in configs]
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for probe, run_dir in zip(probes, run_dirs):
+    run_dirs = [run_dir for run_dir, _ in plans]
+    for probe, (run_dir, done) in zip(probes, plans):
+        if done:
+            if not args.quiet:
+                print(f"seed {probe.config.seed}: {run_dir.path} already holds this probe, finished; reusing it")
+            continue
         run_one(probe, run_dir, args.quiet)
     print(summary_table(probe_summary([load_probe(run_dir.path) for run_dir in run_dirs], "accuracy")))
     return 0

@@ -118,7 +118,17 @@ def test_script_writes_probe_json_and_summary(tmp_path, capsys):
     probe = json.loads((out / "seed_1" / "probe.json").read_text())
     assert probe["groups"] == ["clean", "mislabeled"] and len(probe["measurements"]) == 2
     assert json.loads((out / "seed_1" / "config.json").read_text())["seed"] == 1
-    assert targeted_forgetting.main(argv) == 2  # never overwrite a probe
+    # the same command again: finished seeds reused as they are, an interrupted one redone
+    finished = (out / "seed_1" / "probe.json").read_bytes()
+    cut = json.loads((out / "seed_0" / "probe.json").read_text())
+    cut["measurements"] = cut["measurements"][:1]
+    (out / "seed_0" / "probe.json").write_text(json.dumps(cut))
+    assert targeted_forgetting.main(argv) == 0
+    assert (out / "seed_1" / "probe.json").read_bytes() == finished
+    assert len(json.loads((out / "seed_0" / "probe.json").read_text())["measurements"]) == 2
+    other = [a if a != "30" else "45" for a in argv]  # other settings: never overwritten
+    assert targeted_forgetting.main(other) == 2
+    assert "steps=30" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, flag", [(["--noise-fraction", "2"], "--noise-fraction"),
@@ -155,12 +165,17 @@ def fake_probe(seed: int, drops: tuple[float, float]) -> dict:
 def test_probe_summary_means_and_gap(tmp_path):
     probes = [fake_probe(0, (0.1, 0.5)), fake_probe(1, (0.2, 0.4)), fake_probe(2, (0.3, 0.6))]
     summary = probe_summary(probes)
-    assert summary["per_group"]["clean"]["drop"][0] == pytest.approx(0.2)
+    assert summary["per_group"]["clean"]["damage"][0] == pytest.approx(0.2)
     assert summary["per_group"]["mislabeled"]["after"][0] == pytest.approx(0.4)
     assert summary["gap"][0] == pytest.approx(0.3) and summary["gap"][2] == 3
     assert summary["gap"][1] == pytest.approx(4.302653 * 0.1 / math.sqrt(3), rel=1e-4)  # t(0.975, 2) * sd / sqrt(n)
     table = summary_table(summary)
     assert "| gap: drop(mislabeled) - drop(clean) | | | 30.0 ± 24.8 |" in table
+    assert "true_label" not in summary and "true class" not in table
+    for probe in probes:
+        last = probe["measurements"][-1]
+        last["before"]["mislabeled"]["true_label_accuracy"], last["after"]["mislabeled"]["true_label_accuracy"] = 0.0, 0.3
+    assert "| mislabeled, predicted as the true class | 0.0 ± 0.0 | 30.0 ± 0.0 | |" in summary_table(probe_summary(probes))
     for i, probe in enumerate(probes):
         (tmp_path / f"s{i}").mkdir()
         (tmp_path / f"s{i}" / "probe.json").write_text(json.dumps(probe))
@@ -168,6 +183,22 @@ def test_probe_summary_means_and_gap(tmp_path):
     assert len(found) == 3 and load_probe(found[0])["path"] == str(found[0])
     plot_probe([load_probe(p) for p in found], str(tmp_path / "fig.png"))
     assert (tmp_path / "fig.png").stat().st_size > 10_000
+    loss = probe_summary(probes, "loss")  # loss = 1 - accuracy here: it rises by what accuracy drops
+    assert loss["per_group"]["mislabeled"]["damage"][0] == pytest.approx(0.5) and loss["gap"][0] == pytest.approx(0.3)
+    assert "| gap: rise(mislabeled) - rise(clean) | | | 0.30 ± 0.25 |" in summary_table(loss)
+
+
+def test_analysis_plot_draws_a_probe_folder(tmp_path, capsys):
+    from analysis import plot
+
+    for i in range(2):
+        (tmp_path / f"seed_{i}").mkdir()
+        (tmp_path / f"seed_{i}" / "probe.json").write_text(json.dumps(fake_probe(i, (0.1, 0.5 + 0.1 * i))))
+    assert plot.main([str(tmp_path), "--metric", "entropy", "--out", str(tmp_path / "p.png")]) == 0
+    assert "| group | entropy before |" in capsys.readouterr().out
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    assert plot.main([str(tmp_path), "--metric", "topsim", "--out", str(tmp_path / "q.png")]) == 2
+    assert "accuracy, loss, entropy" in capsys.readouterr().err
 
 
 def test_probe_loader_rejects_malformed_files(tmp_path):

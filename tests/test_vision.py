@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from emergent_frl.vision.datasets import DataConfig, ImageData, check_image_folder, load_data, split_digits
@@ -146,6 +148,31 @@ def test_ke_kels_mask_density_and_fit_hypothesis_kept():
     assert changed_keys(before, model) == set(masks)
 
 
+@settings(max_examples=25, deadline=None)
+@given(width=st.integers(4, 12), split_rate=st.floats(0.05, 0.95), classes=st.integers(2, 12))
+def test_ke_kels_masks_are_the_documented_top_left_blocks(width, split_rate, classes):
+    """Every kels mask keeps exactly the ceil(r*out) x ceil(r*in) top-left kernels (stem: all 3 inputs;
+    classifier: all classes), and forgetting changes nothing else. (width >= 4: the operator library
+    treats any conv with <= 3 input channels as the RGB stem.)"""
+    model = build_model("small_cnn", classes, width=width, generator=derived_generator(0, 0))
+    operator = StrategyConfig("ke", split_mode="kels", split_rate=split_rate).build_operator(model, "small_cnn")
+    trainer = GenerationTrainer(model, tiny_data(), TrainConfig(), seed=0, operator=operator)
+    before = snapshot(model)
+    trainer.forget(1)
+    masks = operator.masks()
+    assert set(masks) == {n for n, p in model.named_parameters() if p.ndim >= 2}
+    for name, mask in masks.items():
+        out_dim, in_dim = mask.shape[:2]
+        rows = out_dim if name == "fc.weight" else math.ceil(split_rate * out_dim - 1e-9)
+        cols = in_dim if name == "layer1.conv.weight" else math.ceil(split_rate * in_dim - 1e-9)
+        expected = torch.zeros_like(mask)
+        expected[:rows, :cols] = True
+        assert torch.equal(mask, expected), name
+        after = model.state_dict()[name]
+        assert torch.equal(after[mask], before[name][mask])
+    assert changed_keys(before, model) <= set(masks)
+
+
 def test_ke_wels_mask_density_near_split_rate():
     _, _, trainer = forget_once("small_cnn", StrategyConfig("ke", split_mode="wels", split_rate=0.8))
     masks = trainer.operator.masks()
@@ -171,6 +198,32 @@ def test_imp_holds_pruned_weights_at_zero_while_training():
         pruned = 1 - mask.float().mean().item()
         assert abs(pruned - (1 - 0.8 ** 2)) < 0.05  # two rounds of 20 % of the survivors
     assert records[1]["forgotten_fraction"] > 0 and records[0]["forgotten_fraction"] == 0
+
+
+@pytest.mark.parametrize("scope", ["model", "weights"])
+def test_imp_rewinds_survivors_and_with_scope_model_everything_else(scope):
+    """IMP: pruned weights 0, surviving weights back at init; biases and BatchNorm (parameters and
+    running statistics) back at init too with rewind_scope='model', untouched with 'weights'."""
+    model = build_model("small_cnn", 3, width=4, generator=derived_generator(0, 0))
+    strategy = StrategyConfig("imp", prune_fraction=0.5, rewind_scope=scope)
+    trainer = GenerationTrainer(model, tiny_data(), TrainConfig(generations=1, epochs=2, batch_size=6),
+                                seed=0, operator=strategy.build_operator(model, "small_cnn"),
+                                rewind_model=strategy.rewinds_model, strategy="imp")
+    init = snapshot(model)
+    trainer.run()
+    trained = snapshot(model)
+    assert {"fc.bias", "layer1.bn.bias", "layer1.bn.running_var"} <= changed_keys(init, model)  # training moved them
+    trainer.forget(1)
+    after = model.state_dict()
+    masks = trainer.operator.masks()
+    for name, mask in masks.items():
+        assert torch.count_nonzero(after[name][~mask]) == 0
+        assert torch.equal(after[name][mask], init[name][mask])
+        assert abs(mask.float().mean().item() - 0.5) < 0.1
+    others = [k for k in init if k not in masks]
+    assert "layer1.bn.running_mean" in others and "fc.bias" in others
+    reference = init if scope == "model" else trained
+    assert all(torch.equal(after[k], reference[k]) for k in others)
 
 
 # ----------------------------------------------------------------------------- schedule, data
@@ -270,10 +323,12 @@ def read_records(path) -> list[dict]:
     return [json.loads(line) for line in (path / "generations.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("strategy", ["llf", "imp"])
+@pytest.mark.parametrize("strategy", ["llf", "imp", "imp-late-rewind"])
 def test_resume_after_fewer_generations_equals_uninterrupted_run(tmp_path, strategy):
     full, part = tmp_path / "full", tmp_path / "part"
-    args = TINY_ARGS + ["--strategy", strategy]
+    args = TINY_ARGS + ["--strategy", strategy.split("-")[0]]
+    if strategy == "imp-late-rewind":  # the rewind point (weights, BN, biases) must survive the restart
+        args += ["--epochs", "2", "--rewind-epoch", "1"]
     assert image_classification.main(args + ["--generations", "3", "--out", str(full)]) == 0
     assert image_classification.main(args + ["--generations", "1", "--out", str(part)]) == 0
     assert image_classification.main(["--resume", str(part), "--generations", "3", "--quiet"]) == 0
@@ -315,6 +370,10 @@ def test_training_learns_digits_beyond_chance():
     (["--split-rate", "1.5", "--strategy", "ke"], "--split-rate"), (["--rewind-epoch", "5", "--epochs", "2"], "--rewind-epoch"),
     (["--width", "8", "--arch", "resnet18"], "--width"), (["--device", "cuda:7"], "--device"),
     (["--dataset", "imagefolder", "--data-root", "/nonexistent/x"], "expected layout"),
+    (["--dataset", "cub200", "--data-root", "/nonexistent/x"], "/nonexistent/x/CUB200/{train,val,test}/<class>"),
+    (["--strategy", "ke", "--layer", "layer2"], "--layer applies to --strategy llf only"),
+    (["--strategy", "none", "--rewind-epoch", "1"], "--rewind-epoch applies to --strategy imp only"),
+    (["--layer", "layer1", "--reverse"], "selects no conv or linear weight"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, flag):
     if "cuda" in " ".join(argv) and torch.cuda.device_count() > 7:
@@ -330,6 +389,11 @@ def test_resume_rejects_changed_settings(tmp_path, capsys):
     assert image_classification.main(TINY_ARGS + ["--generations", "1", "--out", out]) == 0
     assert image_classification.main(["--resume", out, "--lr", "0.5", "--quiet"]) == 2
     assert "--lr" in capsys.readouterr().err
+    assert image_classification.main(["--resume", out, "--generations", "2", "--quiet"]) == 0
+    assert image_classification.main(["--resume", out, "--generations", "1", "--quiet"]) == 2
+    assert "already holds 2 generations" in capsys.readouterr().err
+    assert image_classification.main(["--resume", out]) == 0
+    assert "nothing to do" in capsys.readouterr().out
     assert image_classification.main(TINY_ARGS + ["--generations", "1", "--out", out]) == 2  # never overwrite
 
 

@@ -122,7 +122,8 @@ def prepare_run(config: ImageRunConfig) -> PreparedRun:
     operator = config.strategy.build_operator(model, config.arch)
     trainer = GenerationTrainer(model, data, config.train, seed=config.seed, operator=operator,
                                 restarts_schedule=config.strategy.restarts_schedule,
-                                rewind_epoch=config.strategy.rewind_epoch, device=device,
+                                rewind_epoch=config.strategy.rewind_epoch,
+                                rewind_model=config.strategy.rewinds_model, device=device,
                                 strategy=config.strategy.name)
     return PreparedRun(config, device, data, trainer)
 

@@ -5,7 +5,10 @@ whether the learning-rate schedule restarts.
 |---------------|----------------------------------------------------------------|---------------------|
 | llf           | re-initialize from `layer` on (incl. fc); `reverse`: before it   | restarted each gen. |
 | ke            | KELS/WELS split at `split_rate`; reset hypothesis re-initialized | restarted each gen. |
-| imp           | prune `prune_fraction` of the survivors, rewind survivors        | restarted each gen. |
+| imp           | prune `prune_fraction` of the surviving weights (per tensor),   | restarted each gen. |
+|               | rewind: `rewind_scope="model"` (default, as in OpenLTH) puts the |                     |
+|               | whole network (survivors, biases, BatchNorm parameters and       |                     |
+|               | statistics) back to the rewind point; "weights" only survivors   |                     |
 | none          | nothing (restarts only: the control for forgetting)             | restarted each gen. |
 | long_baseline | nothing; one schedule as long as all generations                 | one long cosine     |
 
@@ -23,6 +26,7 @@ from .models import DEFAULT_FORGET_FROM
 
 STRATEGIES = ("llf", "ke", "imp", "none", "long_baseline")
 SPLIT_MODES = ("kels", "wels")
+REWIND_SCOPES = ("model", "weights")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class StrategyConfig:
     split_mode: str = "kels"       # ke: kernel-level (structured) or weight-level (Bernoulli) split
     prune_fraction: float = 0.2    # imp: fraction of the surviving weights pruned per generation
     rewind_epoch: int = 0          # imp: rewind survivors to the weights after this epoch of gen. 0 (0 = init)
+    rewind_scope: str = "model"    # imp: rewind the whole network ("model") or only the surviving weights
 
     def validate(self, *, epochs: int) -> None:
         if self.name not in STRATEGIES:
@@ -47,8 +52,19 @@ class StrategyConfig:
         if not 0 <= self.rewind_epoch < epochs:
             raise ValueError(f"--rewind-epoch {self.rewind_epoch}: allowed range is 0..{epochs - 1} "
                              f"(less than --epochs {epochs})")
+        if self.rewind_scope not in REWIND_SCOPES:
+            raise ValueError(f"--rewind-scope {self.rewind_scope!r}: allowed are {', '.join(REWIND_SCOPES)}")
         if self.reverse and self.name != "llf":
             raise ValueError(f"--reverse applies to --strategy llf only, not {self.name}")
+        if self.rewind_epoch and self.name != "imp":
+            raise ValueError(f"--rewind-epoch applies to --strategy imp only, not {self.name}")
+        if self.layer is not None and self.name != "llf":
+            raise ValueError(f"--layer applies to --strategy llf only, not {self.name}")
+
+    @property
+    def rewinds_model(self) -> bool:
+        """IMP with whole-network rewinding (everything the pruning mask does not cover, too)."""
+        return self.name == "imp" and self.rewind_scope == "model"
 
     @property
     def restarts_schedule(self) -> bool:
@@ -66,7 +82,13 @@ class StrategyConfig:
                 top = ", ".join(name for name, _ in model.named_children())
                 raise ValueError(f"--layer {layer!r}: --arch {arch} has no such module; its top-level modules "
                                  f"are {top} (dotted names like layer4.1 also work)")
-            return later_layer_forgetting(layer, reverse=self.reverse)
+            operator = later_layer_forgetting(layer, reverse=self.reverse)
+            if not operator.selection.select(model):
+                held = [name for name, module in model.named_children() if any(p.ndim >= 2 for p in module.parameters())]
+                raise ValueError(f"--layer {layer!r}{' --reverse' if self.reverse else ''} selects no conv or linear "
+                                 f"weight of --arch {arch}, so nothing would be forgotten; name a module that holds "
+                                 f"weights{' and is not the first' if self.reverse else ''}: {', '.join(held)}")
+            return operator
         if self.name == "ke":
             return knowledge_evolution(self.split_rate, self.split_mode)
         if self.name == "imp":

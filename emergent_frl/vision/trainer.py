@@ -2,6 +2,7 @@
 
     for generation g:
         g >= 1 and a forgetting strategy: operator.apply(model)       (LLF / KE / IMP)
+            IMP with rewind_model: everything else (biases, BatchNorm) back to the rewind point too
         restarting strategies: fresh SGD, warm-up + cosine over `epochs`
         train `epochs` epochs (IMP: re-zero pruned weights after every step)
         record train (running, last epoch) / val / test top-1 and loss; checkpoint
@@ -95,7 +96,8 @@ class GenerationTrainer:
 
     def __init__(self, model: nn.Module, data: ImageData, config: TrainConfig, *, seed: int,
                  operator: ForgettingOperator | None = None, restarts_schedule: bool = True,
-                 rewind_epoch: int = 0, device: torch.device | str = "cpu", strategy: str = "none"):
+                 rewind_epoch: int = 0, rewind_model: bool = False, device: torch.device | str = "cpu",
+                 strategy: str = "none"):
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.model = model.to(self.device)
@@ -105,6 +107,7 @@ class GenerationTrainer:
         self.operator = operator
         self.restarts_schedule = restarts_schedule
         self.rewind_epoch = rewind_epoch
+        self.rewind_model = rewind_model and operator is not None
         self.strategy = strategy
         self.optimizer = make_optimizer(self.model, config)
         self._set_memory_format()
@@ -112,6 +115,9 @@ class GenerationTrainer:
             torch.compile(self.model) if config.compile else self.model)
         if operator is not None:  # snapshot of the initial weights; once-at-init masks (KE) drawn here
             operator.prepare(self.model, generator=derived_generator(seed, STREAM_FORGET, 0))
+        # Whole-network rewind point (IMP as in OpenLTH): the parameters and buffers the operator's
+        # selection does not cover (biases, BatchNorm affine and running statistics).
+        self.rewind_state: dict[str, torch.Tensor] | None = self._unselected_state() if self.rewind_model else None
 
     # --------------------------------------------------------------------------------- pieces
     def _set_memory_format(self) -> None:
@@ -179,12 +185,28 @@ class GenerationTrainer:
             seen += labels.shape[0]
         return loss_sum / seen, correct / seen
 
+    def _unselected_state(self) -> dict[str, torch.Tensor]:
+        """Copies of the state entries outside the operator's selection."""
+        selected = set(self.operator.selection.select(self.model))
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items() if k not in selected}
+
+    def set_rewind_point(self) -> None:
+        """The current weights become what IMP rewinds to (late rewinding)."""
+        self.operator.set_rewind_point(self.model)
+        if self.rewind_model:
+            self.rewind_state = self._unselected_state()
+
     def forget(self, generation: int) -> int:
         """Apply the operator at the start of `generation` >= 1; returns how many entries it forgot."""
         if self.operator is None or generation == 0:
             return 0
         report = self.operator.apply(self.model, generator=derived_generator(self.seed, STREAM_FORGET, generation),
                                      optimizers=[self.optimizer])
+        if self.rewind_model:
+            state = self.model.state_dict()
+            with torch.no_grad():
+                for name, value in self.rewind_state.items():
+                    state[name].copy_(value)
         self._set_memory_format()
         return sum(report.forgotten.values())
 
@@ -199,7 +221,7 @@ class GenerationTrainer:
             train_loss, train_accuracy = self.train_epoch(generation, epoch)
             if (generation == 0 and self.operator is not None and self.rewind_epoch
                     and epoch + 1 == self.rewind_epoch):
-                self.operator.set_rewind_point(self.model)
+                self.set_rewind_point()
         val_loss, val_accuracy = self.evaluate(self.data.val)
         test_loss, test_accuracy = self.evaluate(self.data.test)
         return {
@@ -215,7 +237,8 @@ class GenerationTrainer:
     def state_dict(self, generation: int) -> dict:
         return {"generation": generation, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
-                "operator": self.operator.state_dict() if self.operator is not None else None}
+                "operator": self.operator.state_dict() if self.operator is not None else None,
+                "rewind_state": self.rewind_state}
 
     def load_state_dict(self, state: dict) -> int:
         """Restore a checkpoint; returns the first generation still to train."""
@@ -224,6 +247,8 @@ class GenerationTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.operator is not None and state.get("operator") is not None:
             self.operator.load_state_dict(state["operator"])
+        if self.rewind_model and state.get("rewind_state") is not None:
+            self.rewind_state = {k: v.to(self.device) for k, v in state["rewind_state"].items()}
         return int(state["generation"]) + 1
 
     def run(self, run_dir: RunDirectory | None = None, *, resume: bool = False,
