@@ -30,6 +30,10 @@ from emergent_frl.games import LanguageGame, ReconstructionGame, ReferentialGame
 from emergent_frl.objects import ObjectSpace
 
 GAMES = ("referential", "reconstruction")
+# The games enumerate every object for evaluation and topsim: a bound keeps a typo from
+# allocating the impossible before a clean error can be given.
+MAX_OBJECTS = 1_000_000
+DEVICE_TYPES = ("cpu", "cuda")
 HOLDOUTS = ("none", "random", "systematic")
 
 
@@ -124,14 +128,17 @@ class LanguageGameConfig:
                 raise ConfigError(name, value, f"must be one of {list(allowed)}")
 
         choice("game", GAMES)
-        integer("n_attributes", 1)
+        integer("n_attributes", 1, 1000)
         try:
             space = self.space()
-        except ValueError:
+        except (ValueError, TypeError):
             raise ConfigError(
                 "n_values", self.n_values,
                 f"must be an integer >= 1 or a list of {self.n_attributes} integers >= 1",
             ) from None
+        if space.n_objects > MAX_OBJECTS:
+            raise ConfigError("n_values", self.n_values,
+                              f"the space would hold {space.n_objects} objects; at most {MAX_OBJECTS:,} are allowed")
         integer("vocab_size", 2)
         integer("max_len", 1)
         integer("hidden_size", 1)
@@ -161,8 +168,10 @@ class LanguageGameConfig:
         integer("eval_repeats", 1)
         try:
             device = torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ConfigError("device", self.device, "must be a torch device such as 'cpu', 'cuda', 'cuda:1'") from None
+        except (RuntimeError, TypeError, ValueError):
+            device = None
+        if device is None or device.type not in DEVICE_TYPES:
+            raise ConfigError("device", self.device, "must be a torch device such as 'cpu', 'cuda', 'cuda:1'")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device", self.device, "CUDA is not available on this machine")
         try:

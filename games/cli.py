@@ -52,6 +52,8 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse whose errors are one line (`prog: error: ...`) with exit code 2, no usage dump."""
 
     def error(self, message: str) -> NoReturn:
+        # one line whatever was typed: control characters (line breaks too) are shown escaped
+        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

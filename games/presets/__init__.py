@@ -1,4 +1,5 @@
-"""Named presets for the game scripts: `games/presets/<name>.yaml`, loaded with `load_preset`."""
+"""Named presets for the game scripts: `games/presets/<name>.yaml`, loaded with `load_preset`;
+shipped sweep grids: `games/presets/sweeps/<name>.yaml`, found with `available_sweeps`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import yaml
 
 PRESET_DIR = pathlib.Path(__file__).resolve().parent
+SWEEP_DIR = PRESET_DIR / "sweeps"
 
 
 def available_presets() -> list[str]:
@@ -24,3 +26,8 @@ def load_preset(name: str) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ValueError(f"preset {path}: must hold a mapping of settings, got {type(values).__name__}")
     return values
+
+
+def available_sweeps() -> list[str]:
+    """Names of the sweep grids shipped with the package (`python -m games.sweep NAME --out DIR`)."""
+    return sorted(path.stem for path in SWEEP_DIR.glob("*.yaml"))

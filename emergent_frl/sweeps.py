@@ -1,0 +1,368 @@
+"""Sweeps: many language runs, on this machine (a process pool) or on a Ray cluster.
+
+A sweep is a list of `SweepRun`s, each a validated flat config (see `relearn.split_config`) and a
+directory name under the sweep's output folder. `run_sweep` runs them on an existing engine,
+never a home-made scheduler:
+
+    runs = [SweepRun("pbf/seed0", config0), SweepRun("pbf/seed1", config1)]
+    summary = run_sweep(runs, "sweeps/demo", backend="local", workers=2)    # ProcessPoolExecutor
+    summary = run_sweep(runs, "sweeps/demo", backend="ray", address="auto")  # Ray tasks
+    print(summary.report())
+
+- Every run writes an ordinary run directory (`OUT/<name>/config.json, generations.jsonl, ...`),
+  so the analysis commands read the whole tree: `python -m analysis.plot OUT --x iteration`.
+- Re-launching skips finished runs (records reach `generations`) and resumes unfinished ones from
+  their checkpoint; a directory holding a run with other settings stops the sweep before any work.
+- A failed run is reported with its error. Crashes (a killed worker, an OSError, any unexpected
+  exception) are retried up to `retries` times, each retry resuming from the last checkpoint; bad
+  input (ValueError) and diverged runs (NonFiniteError) are deterministic and are not retried.
+
+The grid file format (product of lists, presets, per-strategy variants) lives in `games/sweep.py`.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import pathlib
+import time
+import traceback
+from dataclasses import dataclass, field
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable
+
+from emergent_frl.relearn import NonFiniteError, run_language, split_config
+from emergent_frl.runs import CHECKPOINT_FILE, CONFIG_FILE, RECORDS_FILE, atomic_write_text, to_jsonable
+
+BACKENDS = ("local", "ray")
+SWEEP_FILE = "sweep.json"
+DIST_HINT = 'pip install -e ".[dist]"'
+# Keys that may differ between a run directory's config.json and the sweep's config of that run:
+# generations (a longer sweep extends finished runs) and the device (resuming elsewhere is fine).
+_MAY_DIFFER = ("generations", "device")
+
+
+class SweepError(ValueError):
+    """Bad sweep input found before any work: the message names the grid key or run at fault."""
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One run of a sweep: its directory under the sweep's output and its flat config."""
+
+    name: str
+    config: dict[str, Any]
+
+    def validated(self) -> "SweepRun":
+        game, relearn = split_config(self.config)
+        game.validate()
+        relearn.validate()
+        return SweepRun(self.name, {**game.to_dict(), **relearn.to_dict()})
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str  # "finished" (ran now), "skipped" (was finished), "failed"
+    attempts: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    traceback: str | None = None
+
+
+@dataclass
+class SweepSummary:
+    out: pathlib.Path
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    def report(self) -> str:
+        lines = [f"sweep {self.out}: {self.count('finished')} finished, {self.count('skipped')} skipped, "
+                 f"{self.count('failed')} failed"]
+        lines += [f"  failed {o.name} after {o.attempts} attempt(s): {o.error}" for o in self.failed]
+        lines.append(f"plot: python -m analysis.plot {self.out} --x iteration")
+        return "\n".join(lines)
+
+
+# -- the state of one run directory ---------------------------------------------------------------
+def _count_records(path: pathlib.Path) -> int:
+    records = path / RECORDS_FILE
+    if not records.is_file():
+        return 0
+    return sum(1 for line in records.read_text().splitlines() if line.strip())
+
+
+def run_state(path: str | os.PathLike, config: dict[str, Any]) -> str:
+    """'new', 'partial' (resume it) or 'finished' (skip it) for the run `config` at `path`.
+
+    Raises SweepError when `path` exists but is no directory, or holds a run with other settings.
+    """
+    path = pathlib.Path(path)
+    if path.exists() and not path.is_dir():
+        raise SweepError(f"{path}: exists and is not a directory")
+    started = any((path / name).exists() for name in (CONFIG_FILE, RECORDS_FILE, CHECKPOINT_FILE))
+    if not started:
+        return "new"
+    try:
+        saved = json.loads((path / CONFIG_FILE).read_text()) if (path / CONFIG_FILE).is_file() else {}
+    except (OSError, ValueError) as error:
+        raise SweepError(f"{path}: unreadable {CONFIG_FILE} ({error})") from None
+    if not isinstance(saved, dict):
+        raise SweepError(f"{path}: {CONFIG_FILE} holds no mapping of settings")
+    differing = sorted(k for k, v in config.items()
+                       if k in saved and k not in _MAY_DIFFER and saved[k] != to_jsonable(v))
+    if differing:
+        details = ", ".join(f"{k}={saved[k]!r} there, {config[k]!r} here" for k in differing[:4])
+        raise SweepError(f"{path}: holds a run with other settings ({details}); "
+                         "choose another --out or remove that directory")
+    return "finished" if _count_records(path) >= config["generations"] else "partial"
+
+
+# -- one run, in a worker process -----------------------------------------------------------------
+def _failure(error: BaseException, *, retry: bool, tb: str | None = None) -> dict[str, Any]:
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return {"ok": False, "retry": retry, "error": f"{type(error).__name__}: {message}".rstrip(": "),
+            "traceback": tb}
+
+
+def run_one(name: str, config: dict[str, Any], path: str, threads: int = 1) -> dict[str, Any]:
+    """Run (or resume, or skip) one run directory; never raises: returns {'ok': ...} as plain data,
+    so results cross process and Ray boundaries whatever the exception type."""
+    started = time.perf_counter()
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        state = run_state(path, config)
+        if state == "finished":
+            return {"ok": True, "skipped": True, "generations": _count_records(pathlib.Path(path)),
+                    "seconds": time.perf_counter() - started}
+        records = run_language(config, path, resume=state == "partial", progress=False,
+                               launch={"sweep_run": name})
+        return {"ok": True, "skipped": False, "generations": len(records),
+                "seconds": time.perf_counter() - started}
+    except (ValueError, NonFiniteError) as error:  # bad input or divergence: the same every time
+        return _failure(error, retry=False, tb=traceback.format_exc())
+    except Exception as error:  # noqa: BLE001 - a crash: reported, and retried from the checkpoint
+        return _failure(error, retry=True, tb=traceback.format_exc())
+
+
+# -- backends: submit a run, wait for any to finish ----------------------------------------------
+class LocalBackend:
+    """A `concurrent.futures.ProcessPoolExecutor` (spawn) with `workers` processes on this machine."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        context = multiprocessing.get_context("spawn")
+        try:  # a fresh process per run (Python >= 3.11): no state leaks from one run to the next
+            return concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context,
+                                                          max_tasks_per_child=1)
+        except TypeError:
+            return concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context)
+
+    def submit(self, *args) -> concurrent.futures.Future:
+        for _ in range(2):
+            if self.pool is None:
+                self.pool = self._new_pool()
+            try:
+                return self.pool.submit(run_one, *args)
+            except BrokenProcessPool:  # a worker died: start a new pool
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                self.pool = None
+        raise RuntimeError("could not start a process pool")
+
+    def wait(self, handles: list) -> list[tuple[Any, dict[str, Any]]]:
+        done, _ = concurrent.futures.wait(handles, return_when=concurrent.futures.FIRST_COMPLETED)
+        out = []
+        for future in done:
+            try:
+                out.append((future, future.result()))
+            except Exception as error:  # noqa: BLE001 - the worker process died (BrokenProcessPool)
+                out.append((future, _failure(error, retry=True)))
+        return out
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+class RayBackend:
+    """Ray tasks (`num_cpus=threads` each) on the cluster at `address` ('auto': the running one),
+    or on a local Ray instance with `workers` CPUs when no address is given. Joins an already
+    initialised Ray session (e.g. one a test or notebook started) and leaves it running."""
+
+    def __init__(self, address: str | None, workers: int | None, threads: int):
+        try:
+            import ray
+        except ImportError:
+            raise SweepError(f"--backend ray: Ray is not installed; {DIST_HINT}") from None
+        self.ray = ray
+        self.started = not ray.is_initialized()
+        if self.started:
+            try:
+                if address is None:
+                    ray.init(num_cpus=workers, log_to_driver=False)
+                else:
+                    ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                raise SweepError(f"--address {address}: cannot reach a Ray cluster "
+                                 f"({str(error).strip().splitlines()[0] if str(error).strip() else error!r})") from None
+        self.task = ray.remote(num_cpus=threads, max_retries=0)(run_one)
+        self.threads = threads
+
+    def submit(self, *args):
+        return self.task.remote(*args)
+
+    def wait(self, handles: list) -> list[tuple[Any, dict[str, Any]]]:
+        ready, _ = self.ray.wait(list(handles), num_returns=1)
+        out = []
+        for ref in ready:
+            try:
+                out.append((ref, self.ray.get(ref)))
+            except self.ray.exceptions.RayError as error:  # worker or node died, task cancelled
+                out.append((ref, _failure(error, retry=True)))
+        return out
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+
+def make_backend(backend: str, *, workers: int | None = None, address: str | None = None,
+                 threads: int = 1):
+    if backend == "local":
+        if address is not None:
+            raise SweepError("--address: only used with --backend ray")
+        return LocalBackend(workers or max(1, (os.cpu_count() or 1) // threads))
+    if backend == "ray":
+        return RayBackend(address, workers, threads)
+    raise SweepError(f"--backend {backend!r}: must be one of {list(BACKENDS)}")
+
+
+# -- the sweep -----------------------------------------------------------------------------------
+def check_sweep(runs: list[SweepRun], out: str | os.PathLike) -> tuple[list[SweepRun], dict[str, str]]:
+    """Validate every run and its directory before any work: (validated runs, {name: state}).
+    Raises SweepError naming the run at fault."""
+    out = pathlib.Path(out)
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"--out {out}: exists and is not a directory")
+    if not runs:
+        raise SweepError("the sweep holds no runs")
+    names = collections.Counter(run.name for run in runs)
+    duplicates = sorted(name for name, count in names.items() if count > 1)
+    if duplicates:
+        raise SweepError(f"runs {duplicates} share a directory name; make the grid's values distinct")
+    validated, states = [], {}
+    for run in runs:
+        try:
+            run = run.validated()
+        except ValueError as error:
+            raise SweepError(f"run {run.name}: {error}") from None
+        validated.append(run)
+        states[run.name] = run_state(out / run.name, run.config)
+    return validated, states
+
+
+def run_sweep(runs: list[SweepRun], out: str | os.PathLike, *, backend: str = "local",
+              workers: int | None = None, address: str | None = None, retries: int = 2,
+              threads: int = 1, log: Callable[[str], None] | None = print,
+              spec: dict[str, Any] | None = None) -> SweepSummary:
+    """Run every run not yet finished; return who finished, was skipped, or failed (and why).
+
+    `retries`: extra attempts of a run that crashed (each resumes from its checkpoint).
+    `spec`: the grid the runs came from, stored in OUT/sweep.json with the outcome.
+    """
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise SweepError(f"--retries {retries}: must be an integer >= 0")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise SweepError(f"--threads {threads}: must be an integer >= 1")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise SweepError(f"--workers {workers}: must be an integer >= 1")
+    if backend not in BACKENDS:
+        raise SweepError(f"--backend {backend!r}: must be one of {list(BACKENDS)}")
+    if backend == "local" and address is not None:
+        raise SweepError("--address: only used with --backend ray")
+    out = pathlib.Path(out).resolve()  # Ray workers run in their own working directory
+    runs, states = check_sweep(runs, out)
+    say = log or (lambda line: None)
+    summary = SweepSummary(out)
+    todo = [run for run in runs if states[run.name] != "finished"]
+    for run in runs:
+        if states[run.name] == "finished":
+            summary.outcomes.append(Outcome(run.name, "skipped"))
+    engine = make_backend(backend, workers=workers, address=address, threads=threads) if todo else None
+    _write_sweep_file(out, spec, runs, summary, states)
+    say(f"sweep {out}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
+        f"{sum(states[r.name] == 'partial' for r in todo)} to resume, backend {backend}")
+    if engine is not None:
+        try:
+            _drive(engine, todo, out, retries, threads, summary, say)
+        finally:
+            engine.close()
+    order = {run.name: i for i, run in enumerate(runs)}
+    summary.outcomes.sort(key=lambda o: order[o.name])
+    _write_sweep_file(out, spec, runs, summary, states)
+    return summary
+
+
+def _drive(engine, todo: list[SweepRun], out: pathlib.Path, retries: int, threads: int,
+           summary: SweepSummary, say: Callable[[str], None]) -> None:
+    """Submit every run, collect results as they come, resubmit crashed runs up to `retries` times."""
+    attempts = {run.name: 0 for run in todo}
+    pending: dict[Any, SweepRun] = {}
+    total, done = len(todo), 0
+
+    def submit(run: SweepRun) -> None:
+        attempts[run.name] += 1
+        pending[engine.submit(run.name, run.config, str(out / run.name), threads)] = run
+
+    for run in todo:
+        submit(run)
+    while pending:
+        for handle, result in engine.wait(list(pending)):
+            run = pending.pop(handle)
+            tries = attempts[run.name]
+            if result.get("ok"):
+                done += 1
+                status = "skipped" if result.get("skipped") else "finished"
+                summary.outcomes.append(Outcome(run.name, status, tries, result.get("seconds", 0.0)))
+                say(f"[{done}/{total}] {status} {run.name} ({result.get('generations')} generations, "
+                    f"{result.get('seconds', 0.0):.1f} s)")
+            elif result.get("retry") and tries <= retries:
+                say(f"[{done}/{total}] crashed {run.name} (attempt {tries}/{retries + 1}): {result['error']}; "
+                    "retrying from its checkpoint")
+                submit(run)
+            else:
+                done += 1
+                summary.outcomes.append(Outcome(run.name, "failed", tries, error=result.get("error"),
+                                                traceback=result.get("traceback")))
+                say(f"[{done}/{total}] failed {run.name}: {result.get('error')}")
+
+
+def _write_sweep_file(out: pathlib.Path, spec, runs: list[SweepRun], summary: SweepSummary,
+                      states: dict[str, str]) -> None:
+    """OUT/sweep.json: the grid, every run's config, and the last outcome of each (atomic write)."""
+    outcomes = {o.name: o for o in summary.outcomes}
+    table = []
+    for run in runs:
+        outcome = outcomes.get(run.name)
+        entry = {"name": run.name, "state_at_launch": states[run.name],
+                 "status": outcome.status if outcome else "pending", "config": run.config}
+        if outcome is not None and outcome.error:
+            entry.update(error=outcome.error, traceback=outcome.traceback, attempts=outcome.attempts)
+        table.append(entry)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / SWEEP_FILE, json.dumps(to_jsonable({"grid": spec, "runs": table}), indent=1) + "\n")

@@ -1,0 +1,271 @@
+"""Sweeps: grid files, run directories, skip/resume on re-launch, retries, the local and Ray backends."""
+
+import json
+import pathlib
+import time
+
+import pytest
+import yaml
+
+import emergent_frl.sweeps as sweeps
+from analysis.runs import find_runs
+from emergent_frl.relearn import run_language
+from emergent_frl.sweeps import SweepError, run_one, run_state, run_sweep
+from games import sweep
+from games.presets import available_sweeps
+
+TINY = {"n_values": [2, 3], "vocab_size": 6, "n_candidates": 3, "hidden_size": 16, "batch_size": 8,
+        "eval_every": 0}
+
+
+def tiny_spec(**grid):
+    return {"base": {**TINY, "iterations": 60, "iterations_per_generation": 20},
+            "grid": grid or {"strategy": ["no_reset", "pbf"], "seed": [0]},
+            "variants": {"pbf": {"iterations_per_generation": 30}}}
+
+
+def write_grid(tmp_path, spec, name="grid.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def disk_records(path):
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+            for line in (pathlib.Path(path) / "generations.jsonl").read_text().splitlines()]
+
+
+# -- grid files ------------------------------------------------------------------------------------
+def test_paper_language_sweep_is_the_papers_study():
+    assert "paper_language" in available_sweeps()
+    spec, runs = sweep.load_grid("paper_language")
+    assert len(runs) == 20
+    by_name = {run.name: run.config for run in runs}
+    for strategy, generations, period in [("no_reset", 100, 3000), ("reset_receiver", 50, 6000),
+                                          ("pbf", 100, 3000), ("iterated_learning", 100, 3000)]:
+        for seed in range(5):
+            config = by_name[f"{strategy}/seed{seed}"]
+            assert (config["strategy"], config["seed"]) == (strategy, seed)
+            assert (config["generations"], config["iterations_per_generation"]) == (generations, period)
+            assert config["generations"] * config["iterations_per_generation"] == 300_000
+            assert (config["n_values"], config["vocab_size"], config["max_len"], config["n_candidates"],
+                    config["hidden_size"], config["batch_size"], config["lr_sender"]) == ([8, 4], 8, 2, 5, 100,
+                                                                                           100, 0.001)
+
+
+def test_grid_precedence_preset_base_grid_variant():
+    runs = sweep.expand_grid({"base": {"preset": "ren", "hidden_size": 32, "iterations": 600},
+                              "grid": {"strategy": ["no_reset", "reset_receiver"], "lr_sender": [0.01, 0.001]},
+                              "variants": {"reset_receiver": {"hidden_size": 16, "iterations_per_generation": 200}}})
+    by_name = {run.name: run.config for run in runs}
+    assert sorted(by_name) == ["lr_sender=0.001/no_reset/seed0", "lr_sender=0.001/reset_receiver/seed0",
+                               "lr_sender=0.01/no_reset/seed0", "lr_sender=0.01/reset_receiver/seed0"]
+    plain, variant = by_name["lr_sender=0.01/no_reset/seed0"], by_name["lr_sender=0.01/reset_receiver/seed0"]
+    assert plain["game"] == "reconstruction" and plain["baseline"] is True  # from the preset
+    assert (plain["hidden_size"], plain["lr_sender"], plain["generations"]) == (32, 0.01, 1)
+    assert (variant["hidden_size"], variant["generations"], variant["iterations_per_generation"]) == (16, 3, 200)
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ({"grid": {"seed": [0, -1]}}, "grid.seed: -1: must be >= 0"),
+    ({"grid": {"seed": 3}}, "grid.seed: must be a non-empty list"),
+    ({"grid": {"sed": [1]}}, "grid.sed: unknown setting"),
+    ({"base": {"hidden_size": "big"}}, "base.hidden_size: 'big': must be an integer"),
+    ({"base": {"preset": "papr"}}, "base.preset: 'papr': unknown preset"),
+    ({"base": {"preset": "paper"}, "grid": {"strategy": ["pbf"]},
+      "variants": {"pbf": {"receiver_keep_fraction": 2}}}, "variants.pbf.receiver_keep_fraction: 2:"),
+    ({"grid": {"strategy": ["pbf"]}, "variants": {"reset_receivr": {"seed": 1}}},
+     "variants.reset_receivr: no run of the grid has this strategy"),
+    ({"grid": {"strategy": ["pbf"]}, "variants": {"pbf": {"strategy": "no_reset"}}},
+     "variants.pbf.strategy: cannot be set in a variant"),
+    ({"base": {"iterations": 1000, "iterations_per_generation": 300}}, "base.iterations: 1000: must be a multiple"),
+    ({"grid": {"seed": [1, 1]}}, "several runs get the directory pbf/seed1"),
+    ({"grids": {}}, "grids: unknown section"),
+    ([1, 2], "grid file: must be a mapping"),
+])
+def test_grid_errors_name_the_key(spec, needle):
+    with pytest.raises(SweepError) as info:
+        sweep.expand_grid(spec)
+    assert needle in str(info.value)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["missing.yaml", "--out", "o"], "missing.yaml: no such grid file"),
+    (["{grid}", "--out", "o", "--workers", "0"], "--workers 0: must be an integer >= 1"),
+    (["{grid}", "--out", "o", "--address", "auto"], "--address: only used with --backend ray"),
+    (["{bad_yaml}", "--out", "o"], "not valid YAML"),
+    (["{grid}"], "the following arguments are required: --out"),
+    (["{grid}", "--out", "o", "--backend", "slurm"], "invalid choice: 'slurm'"),
+])
+def test_sweep_command_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys, argv, needle):
+    monkeypatch.chdir(tmp_path)
+    grid = write_grid(tmp_path, tiny_spec())
+    (tmp_path / "bad.yaml").write_text("grid: {seed: [0, 1}\n")
+    argv = [a.format(grid=grid, bad_yaml=str(tmp_path / "bad.yaml")) for a in argv]
+    with pytest.raises(SystemExit) as info:
+        sweep.main(argv)
+    assert info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert not (tmp_path / "o").exists()
+
+
+def test_ray_backend_without_ray_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(SystemExit) as info:
+        sweep.main([write_grid(tmp_path, tiny_spec()), "--out", str(tmp_path / "o"), "--backend", "ray"])
+    assert info.value.code == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and 'pip install -e ".[dist]"' in line
+
+
+def test_dry_run_lists_runs_and_states_without_running(tmp_path, capsys):
+    grid = write_grid(tmp_path, tiny_spec())
+    assert sweep.main([grid, "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "new  no_reset/seed0  (3 x 20 iterations)" in out and "new  pbf/seed0  (2 x 30 iterations)" in out
+    assert not (tmp_path / "o").exists()
+
+
+# -- run states and the local backend ----------------------------------------------------------------
+def test_run_state_new_partial_finished_and_conflict(tmp_path):
+    (run,) = sweep.expand_grid(tiny_spec(strategy=["pbf"]))
+    path = tmp_path / run.name
+    assert run_state(path, run.config) == "new"
+    run_language(run.config, str(path), progress=False, until=1)
+    assert run_state(path, run.config) == "partial"
+    run_language(run.config, str(path), progress=False, resume=True)
+    assert run_state(path, run.config) == "finished"
+    assert run_state(path, {**run.config, "generations": 5}) == "partial"  # a longer sweep extends it
+    with pytest.raises(SweepError, match=r"holds a run with other settings \(lr_sender=0.001 there, 0.5 here\)"):
+        run_state(path, {**run.config, "lr_sender": 0.5})
+
+
+def test_local_sweep_runs_resumes_then_skips_everything(tmp_path, capsys):
+    grid = write_grid(tmp_path, tiny_spec(strategy=["no_reset", "pbf"], seed=[0]))
+    out = tmp_path / "sweep"
+    _, runs = sweep.load_grid(grid)
+    pbf = next(run for run in runs if run.name == "pbf/seed0")
+    run_language(pbf.config, str(out / "pbf/seed0"), progress=False, until=1)  # an interrupted run
+    reference = tmp_path / "reference"
+    run_language(pbf.config, str(reference), progress=False)
+
+    assert sweep.main([grid, "--out", str(out), "--workers", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "2 runs, 0 already finished, 1 to resume, backend local" in text
+    assert "sweep " + str(out) + ": 2 finished, 0 skipped, 0 failed" in text
+    assert f"plot: python -m analysis.plot {out} --x iteration" in text
+    assert disk_records(out / "pbf/seed0") == disk_records(reference)  # resumed = uninterrupted
+    assert len(disk_records(out / "no_reset/seed0")) == 3
+    assert find_runs([out]) == [out / "no_reset/seed0", out / "pbf/seed0"]  # analysis reads the tree
+    saved = json.loads((out / "sweep.json").read_text())
+    assert [(r["name"], r["state_at_launch"], r["status"]) for r in saved["runs"]] == [
+        ("no_reset/seed0", "new", "finished"), ("pbf/seed0", "partial", "finished")]
+
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("generations.jsonl")}
+    started = time.perf_counter()
+    assert sweep.main([grid, "--out", str(out), "--workers", "2"]) == 0
+    assert time.perf_counter() - started < 5  # no worker process is even started
+    assert "0 finished, 2 skipped, 0 failed" in capsys.readouterr().out
+    assert before == {p: p.stat().st_mtime_ns for p in out.rglob("generations.jsonl")}
+
+
+def test_a_directory_with_other_settings_stops_the_sweep_before_any_work(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    spec = tiny_spec(strategy=["no_reset", "pbf"])
+    runs = sweep.expand_grid(spec)
+    run_language({**runs[1].config, "hidden_size": 8}, str(out / runs[1].name), progress=False, until=1)
+    with pytest.raises(SystemExit) as info:
+        sweep.main([write_grid(tmp_path, spec), "--out", str(out)])
+    assert info.value.code == 2
+    assert "pbf/seed0: holds a run with other settings (hidden_size=8 there, 16 here)" in capsys.readouterr().err
+    assert not (out / "no_reset").exists()
+
+
+# -- failures and retries (an in-process backend: the retry logic, not the pool) ---------------------
+class InlineBackend:
+    """Runs `work(name, config, path, threads)` in this process, one result per wait()."""
+
+    def __init__(self, work):
+        self.work, self.queue = work, []
+
+    def submit(self, *args):
+        handle = object()
+        self.queue.append((handle, args))
+        return handle
+
+    def wait(self, handles):
+        handle, args = self.queue.pop(0)
+        return [(handle, self.work(*args))]
+
+    def close(self):
+        pass
+
+
+def test_crashed_runs_are_retried_from_their_checkpoint_and_failures_reported(tmp_path, monkeypatch, capsys):
+    spec = tiny_spec(strategy=["no_reset", "pbf", "reset_receiver"], seed=[0])
+    spec["variants"]["reset_receiver"] = {"lr_sender": 1e30, "lr_receiver": 1e30}  # diverges: deterministic, not retried
+    runs = sweep.expand_grid(spec)
+    attempts = {}
+    real_run_language = sweeps.run_language
+
+    def flaky_run_language(values, out, **kwargs):
+        name = kwargs["launch"]["sweep_run"]
+        attempts[name] = attempts.get(name, 0) + 1
+        if name == "pbf/seed0" and attempts[name] == 1:  # crash after one generation, then recover
+            real_run_language(values, out, **kwargs, until=1)
+            raise OSError("disk hiccup")
+        if name == "no_reset/seed0":
+            raise RuntimeError("always broken")
+        return real_run_language(values, out, **kwargs)
+
+    monkeypatch.setattr(sweeps, "run_language", flaky_run_language)
+    monkeypatch.setattr(sweeps, "make_backend", lambda *a, **k: InlineBackend(run_one))
+    summary = run_sweep(runs, tmp_path / "sweep", retries=2)
+    by_name = {o.name: o for o in summary.outcomes}
+    assert (by_name["pbf/seed0"].status, by_name["pbf/seed0"].attempts) == ("finished", 2)
+    assert (by_name["no_reset/seed0"].status, by_name["no_reset/seed0"].attempts) == ("failed", 3)
+    assert by_name["no_reset/seed0"].error == "RuntimeError: always broken"
+    diverged = by_name["reset_receiver/seed0"]
+    assert (diverged.status, diverged.attempts) == ("failed", 1)
+    assert diverged.error.startswith("NonFiniteError: non-finite values in generation 0 by iteration 20")
+    reference = tmp_path / "reference"
+    run_language(runs[1].config, str(reference), progress=False)
+    assert disk_records(tmp_path / "sweep" / "pbf/seed0") == disk_records(reference)
+    report = summary.report()
+    assert "1 finished, 0 skipped, 2 failed" in report
+    assert "failed no_reset/seed0 after 3 attempt(s): RuntimeError: always broken" in report
+    saved = {r["name"]: r for r in json.loads((tmp_path / "sweep" / "sweep.json").read_text())["runs"]}
+    assert "Traceback" in saved["no_reset/seed0"]["traceback"] and saved["pbf/seed0"]["status"] == "finished"
+
+
+def test_a_dead_worker_process_is_a_retried_crash(monkeypatch):
+    class Dead:
+        def result(self):
+            raise sweeps.BrokenProcessPool("a child process terminated abruptly")
+
+    monkeypatch.setattr(sweeps.concurrent.futures, "wait", lambda handles, return_when: ({handles[0]}, set()))
+    [(_, result)] = sweeps.LocalBackend(1).wait([Dead()])
+    assert result["ok"] is False and result["retry"] is True
+    assert result["error"] == "BrokenProcessPool: a child process terminated abruptly"
+
+
+# -- the Ray backend, for real -----------------------------------------------------------------------
+def test_ray_backend_on_a_local_two_cpu_ray_instance(tmp_path, capsys):
+    ray = pytest.importorskip("ray", reason='Ray is not installed (pip install -e ".[dist]")')
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        grid = write_grid(tmp_path, tiny_spec(strategy=["no_reset", "pbf"], seed=[0, 1]))
+        out = tmp_path / "sweep"
+        assert sweep.main([grid, "--out", str(out), "--backend", "ray"]) == 0
+        assert "4 finished, 0 skipped, 0 failed" in capsys.readouterr().out
+        assert ray.is_initialized()  # a session the caller started is left running
+    finally:
+        ray.shutdown()
+    assert len(find_runs([out])) == 4
+    _, runs = sweep.load_grid(grid)
+    reference = tmp_path / "reference"
+    run_language(runs[-1].config, str(reference), progress=False)
+    assert disk_records(out / runs[-1].name) == disk_records(reference)  # same records as a local run
+    assert sweep.main([grid, "--out", str(out), "--backend", "ray"]) == 0  # all finished: Ray not even started
+    assert "0 finished, 4 skipped, 0 failed" in capsys.readouterr().out
