@@ -17,7 +17,7 @@ import json
 import math
 import os
 import pathlib
-import tempfile
+import secrets
 from typing import Any
 
 import torch
@@ -44,9 +44,15 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+TEMP_SUFFIX = ".tmp"
+
+
 def _atomic_write(path: pathlib.Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+    # os.open with 0o666 lets the umask decide the mode, as for any other file the user writes
+    # (mkstemp would make every record 0600, unreadable to collaborators on a shared cluster).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -84,6 +90,13 @@ class RunDirectory:
         if resume and not self.path.is_dir():
             raise ValueError(f"--resume: {self.path} is not a run directory")
         self.path.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files left by a write that was killed before its rename: never read, so drop them."""
+        for stale in self.path.glob(f".*{TEMP_SUFFIX}"):
+            stale.unlink(missing_ok=True)
 
     # config -----------------------------------------------------------------------------------
     def write_config(self, config: dict) -> None:

@@ -35,7 +35,7 @@ from emergent_frl.relearn import (
     run_language,
     split_config,
 )
-from emergent_frl.runs import CONFIG_FILE
+from emergent_frl.runs import CONFIG_FILE, dumps
 from emergent_frl.strategies import STRATEGIES
 from emergent_frl.training import HOLDOUTS, ConfigError, LanguageGameConfig
 from games.presets import available_presets, load_preset
@@ -300,9 +300,10 @@ def saved_values(run_dir: str) -> dict[str, Any]:
 
 # -- one run -----------------------------------------------------------------------------------
 def _summary(record: dict[str, Any]) -> str:
+    """One JSON line per generation (nan printed as null, as in generations.jsonl)."""
     keys = ("generation", "iteration", "accuracy", "topsim", "topsim_after_forgetting", "posdis")
-    return json.dumps({k: (round(record[k], 4) if isinstance(record.get(k), float) else record.get(k))
-                       for k in keys})
+    return dumps({k: (round(record[k], 4) if isinstance(record.get(k), float) else record.get(k))
+                  for k in keys})
 
 
 def write_plot(run_dir: pathlib.Path) -> pathlib.Path:

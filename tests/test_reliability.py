@@ -164,6 +164,31 @@ def test_a_crash_inside_a_text_writer_leaves_the_old_text(tmp_path, monkeypatch)
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
 
 
+def test_records_get_the_mode_the_umask_gives_not_owner_only(tmp_path):
+    old = os.umask(0o022)
+    try:
+        RunDirectory(tmp_path / "run").append_record({"generation": 0})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "run" / "generations.jsonl").stat().st_mode & 0o777 == 0o644
+
+
+def test_resume_removes_temporaries_left_by_a_killed_write(tmp_path):
+    run_dir = RunDirectory(tmp_path / "run")
+    run_dir.append_record({"generation": 0})
+    stale = tmp_path / "run" / ".checkpoint.pt.0123456789ab.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    RunDirectory(tmp_path / "run", resume=True)
+    assert not stale.exists() and (tmp_path / "run" / "generations.jsonl").exists()
+
+
+def test_the_per_generation_summary_line_is_valid_json_when_a_metric_is_nan():
+    from games.cli import _summary
+
+    line = _summary({"generation": 0, "iteration": 5, "accuracy": 0.2, "topsim": float("nan")})
+    assert json.loads(line)["topsim"] is None
+
+
 # -- checkpoints: the safe loader, explicitly ---------------------------------------------------------
 @pytest.mark.parametrize("strategy", ["pbf", "iterated_learning"])
 def test_checkpoints_load_with_weights_only_passed_explicitly(tmp_path, monkeypatch, strategy):
