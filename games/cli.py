@@ -199,7 +199,8 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
 
 def build_parser(game: str, description: str | None = None) -> ArgumentParser:
     """The parser of one game script: preset, game, training, generations and output groups."""
-    parser = ArgumentParser(prog=f"python -m games.{game}", description=description)
+    parser = ArgumentParser(prog=f"python -m games.{game}", description=description,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     add_preset_arguments(parser)
     add_game_arguments(parser, game)
     add_training_arguments(parser)

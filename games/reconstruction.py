@@ -15,7 +15,7 @@ from games.cli import main as run_game
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_game("reconstruction", __doc__.splitlines()[0], argv)
+    return run_game("reconstruction", __doc__, argv)
 
 
 if __name__ == "__main__":

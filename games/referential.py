@@ -16,7 +16,7 @@ from games.cli import main as run_game
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_game("referential", __doc__.splitlines()[0], argv)
+    return run_game("referential", __doc__, argv)
 
 
 if __name__ == "__main__":
