@@ -26,6 +26,7 @@ from typing import Any, Iterator, NoReturn, Sequence
 import torch
 
 from emergent_frl.agents import CELLS, CHANNELS
+from emergent_frl.batched import parse_seeds, run_language_batched
 from emergent_frl.relearn import (
     MASKS,
     RESETS,
@@ -137,6 +138,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
     group.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=None,
                        help="subtract a running mean of the loss in REINFORCE (default off)")
     group.add_argument("--seed", type=int, help="seed of weights, batches and sampling (default 0)")
+    group.add_argument("--seeds", metavar="LIST",
+                       help="several seeds in one process, trained as one batched computation, e.g. "
+                            "0-15 or 0,3,7; each writes OUT/seedS (iterated_learning runs one by one)")
+    group.add_argument("--compile", action="store_true",
+                       help="with --seeds: torch.compile the batched step (slower start, faster steps)")
     group.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
     group.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (torch.set_num_threads); default: torch's choice")
@@ -283,6 +289,15 @@ def values_from_args(args: argparse.Namespace, game: str) -> dict[str, Any]:
     resolve_length(values, explicit, getattr(args, "iterations", None))
     if args.threads is not None and args.threads < 1:
         raise ConfigError("threads", args.threads, "must be >= 1")
+    if args.seeds is not None:
+        parse_seeds(args.seeds)
+        if args.seed is not None:
+            raise ValueError("--seeds: give --seed or --seeds, not both")
+        if args.resume is not None:
+            raise ValueError("--seeds: cannot be combined with --resume; resume one seed with "
+                             "--resume OUT/seedS, or launch the seeds with python -m games.sweep")
+    elif args.compile:
+        raise ValueError("--compile: applies to batched runs; use it with --seeds")
     game_config, relearn = split_config(values)
     game_config.validate()
     relearn.validate()
@@ -302,25 +317,27 @@ def saved_values(run_dir: str) -> dict[str, Any]:
 # -- one run -----------------------------------------------------------------------------------
 def _summary(record: dict[str, Any]) -> str:
     """One JSON line per generation (nan printed as null, as in generations.jsonl)."""
-    keys = ("generation", "iteration", "accuracy", "topsim", "topsim_after_forgetting", "posdis")
+    keys = ("seed", "generation", "iteration", "accuracy", "topsim", "topsim_after_forgetting", "posdis")
     return dumps({k: (round(record[k], 4) if isinstance(record.get(k), float) else record.get(k))
                   for k in keys})
 
 
 def write_plot(run_dir: pathlib.Path) -> pathlib.Path:
-    """topsim and greedy accuracy against generation, drawn by the analysis package."""
+    """topsim and greedy accuracy against generation (mean and 95 % CI when `run_dir` holds one
+    run per seed), drawn by the analysis package."""
     from analysis.plot import plot_curves
-    from analysis.runs import load_run
+    from analysis.runs import find_runs, load_run
 
     target = run_dir / PLOT_FILE
-    plot_curves([load_run(run_dir)], ["topsim", "accuracy"], str(target), title=str(run_dir))
+    runs = [load_run(path) for path in find_runs([run_dir])]
+    plot_curves(runs, ["topsim", "accuracy"], str(target), title=str(run_dir))
     return target
 
 
-def default_out(values: dict[str, Any]) -> str:
-    """runs/<game>-<strategy>-seed<seed>-<time>: a new directory each time no --out is given."""
+def default_out(values: dict[str, Any], seeds: str | None = None) -> str:
+    """runs/<game>-<strategy>-seed<seed(s)>-<time>: a new directory each time no --out is given."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return f"runs/{values['game']}-{values['strategy']}-seed{values['seed']}-{stamp}"
+    return f"runs/{values['game']}-{values['strategy']}-seed{seeds or values['seed']}-{stamp}"
 
 
 def run_from_args(args: argparse.Namespace, values: dict[str, Any],
@@ -328,19 +345,29 @@ def run_from_args(args: argparse.Namespace, values: dict[str, Any],
     """Run (or resume) the generations the flags describe; one summary line per generation."""
     out = args.resume if args.resume is not None else args.out
     if out is None:
-        out = default_out(values)
+        out = default_out(values, args.seeds)
     if args.resume is not None and args.out is not None and pathlib.Path(args.out) != pathlib.Path(args.resume):
         raise ValueError(f"--out {args.out}: differs from --resume {args.resume}; give one of them")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     launch = {"iterations": values["generations"] * values["iterations_per_generation"],
               "preset": args.preset, "argv": list(sys.argv[1:] if argv is None else argv)}
-    records = run_language(values, out, resume=args.resume is not None, progress=args.progress is not False,
-                           on_record=lambda record: print(_summary(record), flush=True), launch=launch)
+    progress = args.progress is not False
+    if args.seeds is not None:
+        seeds = parse_seeds(args.seeds)
+        per_seed = run_language_batched(
+            [{**values, "seed": seed} for seed in seeds], [str(pathlib.Path(out) / f"seed{seed}") for seed in seeds],
+            progress=progress, on_record=lambda i, record: print(_summary(record), flush=True),
+            launch=launch, compile=args.compile)
+        records = [record for run in per_seed for record in run]
+    else:
+        records = run_language(values, out, resume=args.resume is not None, progress=progress,
+                               on_record=lambda record: print(_summary(record), flush=True), launch=launch)
     if args.plot:
         write_plot(pathlib.Path(out))
-    print(f"wrote {out}: {CONFIG_FILE}, generations.jsonl, language.json, checkpoint.pt"
-          + (f", {PLOT_FILE}" if args.plot else ""))
+    where = out if args.seeds is None else f"{out}/seed{{{args.seeds}}}"
+    print(f"wrote {where}: {CONFIG_FILE}, generations.jsonl, language.json, checkpoint.pt"
+          + (f"; {out}/{PLOT_FILE}" if args.plot else ""))
     return records
 
 

@@ -137,6 +137,35 @@ def test_resume_with_more_generations_equals_the_longer_run(tmp_path):
     assert json.loads((short / "config.json").read_text())["generations"] == 3
 
 
+def test_seeds_write_one_run_directory_per_seed_and_one_plot(tmp_path, capsys):
+    out = tmp_path / "many"
+    at = TINY.index("--seed")
+    assert referential.main([*TINY[:at], *TINY[at + 2:], "--seeds", "0-1,4",
+                             "--strategy", "pbf", "--generations", "2", "--iterations-per-generation", "10",
+                             "--out", str(out)]) == 0
+    for seed in (0, 1, 4):
+        records = records_of(out / f"seed{seed}")
+        assert [r["generation"] for r in records] == [0, 1] and {r["seed"] for r in records} == {seed}
+        assert json.loads((out / f"seed{seed}" / "config.json").read_text())["seed"] == seed
+    assert records_of(out / "seed0") != records_of(out / "seed1")
+    assert (out / "topsim.png").is_file() and not (out / "generations.jsonl").exists()
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert sorted((p["seed"], p["generation"]) for p in printed) == [(s, g) for s in (0, 1, 4) for g in (0, 1)]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "0-3", "--seed", "1"], "--seeds: give --seed or --seeds, not both"),
+    (["--seeds", "3-1"], "--seeds 3-1: '3-1' is not a range of seeds >= 0"),
+    (["--seeds", "0-99999999"], "--seeds 0-99999999: at most 4096 seeds in one process"),
+    (["--compile"], "--compile: applies to batched runs; use it with --seeds"),
+])
+def test_bad_seed_lists_exit_2_before_any_work(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as info:
+        referential.main([*args, "--out", str(tmp_path / "run")])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_refuses_changed_settings(tmp_path, capsys):
     out = tmp_path / "run"
     assert referential.main([*TINY, "--iterations", "10", "--no-plot", "--out", str(out)]) == 0
