@@ -54,3 +54,16 @@ def final_values(runs: list[dict[str, Any]], metric: str) -> dict[str, list[floa
         if values:
             out[run_label(run)].append(values[-1])
     return dict(out)
+
+
+def window_means(runs: list[dict[str, Any]], metric: str, *, since: float, x: str = "iteration") -> dict[str, list[float]]:
+    """Per label, each run's mean of `metric` over its records with `x` >= `since` (finite values
+    only): a steadier summary than the last value when a metric swings from generation to generation."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        values = [float(r[metric]) for r in run["records"]
+                  if r.get(x) is not None and r[x] >= since and r.get(metric) is not None
+                  and math.isfinite(float(r[metric]))]
+        if values:
+            out[run_label(run)].append(sum(values) / len(values))
+    return dict(out)

@@ -80,6 +80,15 @@ def test_final_values_and_report(sweep):
     assert lines[3] == "| pbf | 1 | 0.600 | 0.800 |"
 
 
+def test_report_window_means_from_a_generation_on(sweep):
+    runs = [load_run(p) for p in find_runs([sweep])]
+    lines = markdown_table(runs, ["topsim"], since=1, x="generation").splitlines()
+    assert lines[0] == "| strategy | seeds | final topsim | mean topsim from generation 1 |"
+    half = stats.t.ppf(0.975, 1) * np.std([0.65, 0.45], ddof=1) / np.sqrt(2)
+    assert lines[2].endswith(f"| 0.550 ± {half:.3f} |")  # seeds' means of generations 1-2: 0.65, 0.45
+    assert lines[3] == "| pbf | 1 | 0.800 | 0.800 |"
+
+
 def test_load_table_rows(sweep):
     rows = load_table([sweep], as_frame=False)
     assert len(rows) == 8
