@@ -108,6 +108,39 @@ def test_plot_cli_writes_png_and_errors_cleanly(sweep, tmp_path):
 
 
 def test_analysis_never_imports_torch(sweep):
-    code = ("import sys, analysis.runs, analysis.curves, analysis.report, analysis.plot, analysis.stats;"
+    code = ("import sys, analysis.runs, analysis.curves, analysis.report, analysis.plot, analysis.stats,"
+            " analysis.compare, analysis.language_scores;"
             "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_paired_comparison_subtracts_the_baseline_seed_by_seed(tmp_path):
+    from analysis.compare import paired_table
+
+    write_run(tmp_path / "n0", "no_reset", 0, [0.5, 0.4])
+    write_run(tmp_path / "n1", "no_reset", 1, [0.6, 0.7])
+    write_run(tmp_path / "p0", "pbf", 0, [0.5, 0.6])
+    write_run(tmp_path / "p1", "pbf", 1, [0.6, 0.8])
+    write_run(tmp_path / "p2", "pbf", 2, [0.9, 0.9])  # no baseline for seed 2: left out of the pairs
+    runs = [load_run(p) for p in find_runs([tmp_path])]
+    lines = paired_table(runs, "no_reset", "topsim").splitlines()
+    half = stats.t.ppf(0.975, 1) * np.std([0.2, 0.1], ddof=1) / np.sqrt(2)
+    assert lines[2] == f"| pbf | 2 | +0.150 ± {half:.3f} | +0.20 +0.10 |"
+    with pytest.raises(ValueError, match="--baseline: no run of strategy 'reset_receiver'"):
+        paired_table(runs, "reset_receiver", "topsim")
+
+
+def test_final_language_topsim_under_a_named_convention(tmp_path):
+    from analysis.compositionality import topographic_similarity
+    from analysis.language_scores import language_table
+
+    objects = [[a, b] for a in range(3) for b in range(2)]
+    compositional = [[a, b + 3] for a, b in objects]
+    for name, messages in (("c", compositional), ("p", compositional[::-1])):
+        write_run(tmp_path / name, "pbf" if name == "c" else "no_reset", 0, [0.1])
+        (tmp_path / name / "language.json").write_text(json.dumps({"objects": objects, "messages": messages,
+                                                                   "eos": False}))
+    lines = language_table(find_runs([tmp_path]), "li_bowling").splitlines()
+    expected = topographic_similarity(np.array(objects), np.array(compositional), convention="li_bowling")
+    assert lines[3] == f"| pbf | 1 | {expected:.3f} | {expected:.2f} |" and expected > 0.5
+    assert lines[2].startswith("| no_reset | 1 |")

@@ -1,0 +1,78 @@
+"""`python -m analysis.compare RUNS... --baseline no_reset --metric topsim [--since N]`
+
+Paired differences against a baseline strategy: for every seed that both a strategy and the
+baseline ran, the strategy's value minus the baseline's, then the mean and a 95 % CI over seeds.
+Seeds share initial weights and data streams across strategies, so pairing removes much of the
+seed-to-seed spread that makes unpaired intervals wide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from typing import Any
+
+from .curves import final_values, window_means
+from .runs import find_runs, load_run, run_label
+from .stats import mean_ci
+
+
+def per_seed(runs: list[dict[str, Any]], metric: str, since: float | None, x: str) -> dict[str, dict[Any, float]]:
+    """label -> seed -> the run's final value (or its mean from `since` on)."""
+    out: dict[str, dict[Any, float]] = defaultdict(dict)
+    for run in runs:
+        seed = run["config"].get("seed", run["records"][0].get("seed") if run["records"] else None)
+        values = (window_means([run], metric, since=since, x=x) if since is not None
+                  else final_values([run], metric))
+        for label, found in values.items():
+            if seed in out[label]:
+                raise ValueError(f"runs: two {label} runs with seed {seed}; compare one sweep at a time")
+            out[label][seed] = found[0]
+    return dict(out)
+
+
+def paired_table(runs, baseline: str, metric: str, *, since: float | None = None, x: str = "iteration",
+                 confidence: float = 0.95) -> str:
+    by_label = per_seed(runs, metric, since, x)
+    if baseline not in by_label:
+        raise ValueError(f"--baseline: no run of strategy {baseline!r}; found {sorted(by_label)}")
+    what = f"mean {metric} from {x} {since:g}" if since is not None else f"final {metric}"
+    lines = [f"| strategy − {baseline} (same seed) | seeds | {what}: difference | per seed |", "|---|---|---|---|"]
+    base = by_label[baseline]
+    for label in sorted(by_label):
+        if label == baseline:
+            continue
+        seeds = sorted(set(by_label[label]) & set(base), key=str)
+        diffs = [by_label[label][s] - base[s] for s in seeds]
+        mean, half, n = mean_ci(diffs, confidence)
+        cell = "-" if n == 0 else (f"{mean:+.3f}" if half != half else f"{mean:+.3f} ± {half:.3f}")
+        lines.append(f"| {label} | {n} | {cell} | {' '.join(f'{d:+.2f}' for d in diffs)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.compare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="run directories or folders holding run directories")
+    parser.add_argument("--baseline", default="no_reset", help="strategy to subtract (default no_reset)")
+    parser.add_argument("--metric", default="topsim", help="record key (default topsim)")
+    parser.add_argument("--since", type=float, default=None, metavar="N",
+                        help="compare each run's mean from --x N on instead of its final value")
+    parser.add_argument("--x", default="iteration", help="record key --since refers to (default iteration)")
+    parser.add_argument("--confidence", type=float, default=0.95)
+    args = parser.parse_args(argv)
+    try:
+        run_dirs = find_runs(args.runs)
+        if not run_dirs:
+            raise ValueError(f"runs: no generations.jsonl found under {' '.join(args.runs)}")
+        print(paired_table([load_run(p) for p in run_dirs], args.baseline, args.metric, since=args.since,
+                           x=args.x, confidence=args.confidence))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""`python -m analysis.language_scores RUNS... --convention li_bowling`
+
+Topographic similarity of each run's final language (RUN_DIR/language.json) under a named
+convention, mean and 95 % CI per strategy. Runs record topsim under EGG's convention; this puts a
+study on the scale another paper reports (Li & Bowling and the forget-and-relearn reference code
+use `li_bowling`; Ren et al. use `ren`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+
+import numpy as np
+
+from .compositionality import CONVENTIONS, topographic_similarity
+from .runs import find_runs, load_run, run_label
+from .stats import mean_ci
+
+
+def final_language_topsim(run_dir, convention: str) -> float:
+    """Topsim of the run's language.json under `convention` (its EOS setting respected)."""
+    path = run_dir / "language.json"
+    if not path.is_file():
+        raise ValueError(f"runs: {run_dir} holds no language.json")
+    language = json.loads(path.read_text())
+    eos = 0 if language.get("eos") else None
+    return topographic_similarity(np.asarray(language["objects"]), np.asarray(language["messages"]),
+                                  convention=convention, eos=eos)
+
+
+def language_table(run_dirs, convention: str, confidence: float = 0.95) -> str:
+    scores: dict[str, list[float]] = defaultdict(list)
+    for run_dir in run_dirs:
+        scores[run_label(load_run(run_dir))].append(final_language_topsim(run_dir, convention))
+    lines = [f"| strategy | seeds | final-language topsim ({convention}) | per run |", "|---|---|---|---|"]
+    for label in sorted(scores):
+        mean, half, n = mean_ci(scores[label], confidence)
+        cell = f"{mean:.3f}" if half != half else f"{mean:.3f} ± {half:.3f}"
+        lines.append(f"| {label} | {n} | {cell} | {' '.join(f'{v:.2f}' for v in scores[label])} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.language_scores", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="run directories or folders holding run directories")
+    parser.add_argument("--convention", choices=sorted(CONVENTIONS), default="li_bowling")
+    parser.add_argument("--confidence", type=float, default=0.95)
+    args = parser.parse_args(argv)
+    try:
+        run_dirs = find_runs(args.runs)
+        if not run_dirs:
+            raise ValueError(f"runs: no generations.jsonl found under {' '.join(args.runs)}")
+        print(language_table(run_dirs, args.convention, args.confidence))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
