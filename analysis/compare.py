@@ -14,8 +14,9 @@ from collections import defaultdict
 from typing import Any
 
 from .curves import final_values, window_means
-from .runs import find_runs, load_run, run_label
-from .stats import mean_ci
+from .cli import run_command
+from .runs import load_run, require_runs
+from .stats import format_mean_ci
 
 
 def per_seed(runs: list[dict[str, Any]], metric: str, since: float | None, x: str) -> dict[str, dict[Any, float]]:
@@ -45,9 +46,8 @@ def paired_table(runs, baseline: str, metric: str, *, since: float | None = None
             continue
         seeds = sorted(set(by_label[label]) & set(base), key=str)
         diffs = [by_label[label][s] - base[s] for s in seeds]
-        mean, half, n = mean_ci(diffs, confidence)
-        cell = "-" if n == 0 else (f"{mean:+.3f}" if half != half else f"{mean:+.3f} ± {half:.3f}")
-        lines.append(f"| {label} | {n} | {cell} | {' '.join(f'{d:+.2f}' for d in diffs)} |")
+        cell = format_mean_ci(diffs, confidence, signed=True)
+        lines.append(f"| {label} | {len(diffs)} | {cell} | {' '.join(f'{d:+.2f}' for d in diffs)} |")
     return "\n".join(lines)
 
 
@@ -62,17 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--x", default="iteration", help="record key --since refers to (default iteration)")
     parser.add_argument("--confidence", type=float, default=0.95)
     args = parser.parse_args(argv)
-    try:
-        run_dirs = find_runs(args.runs)
-        if not run_dirs:
-            raise ValueError(f"runs: no generations.jsonl found under {' '.join(args.runs)}")
-        print(paired_table([load_run(p) for p in run_dirs], args.baseline, args.metric, since=args.since,
-                           x=args.x, confidence=args.confidence))
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
+    return run_command(lambda: print(paired_table(
+        [load_run(p) for p in require_runs(args.runs)], args.baseline, args.metric, since=args.since,
+        x=args.x, confidence=args.confidence)))
 
 if __name__ == "__main__":
     sys.exit(main())

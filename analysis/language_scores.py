@@ -16,8 +16,9 @@ from collections import defaultdict
 import numpy as np
 
 from .compositionality import CONVENTIONS, topographic_similarity
-from .runs import find_runs, load_run, run_label
-from .stats import mean_ci
+from .cli import run_command
+from .runs import load_run, require_runs, run_label
+from .stats import format_mean_ci
 
 
 def final_language_topsim(run_dir, convention: str) -> float:
@@ -37,9 +38,8 @@ def language_table(run_dirs, convention: str, confidence: float = 0.95) -> str:
         scores[run_label(load_run(run_dir))].append(final_language_topsim(run_dir, convention))
     lines = [f"| strategy | seeds | final-language topsim ({convention}) | per run |", "|---|---|---|---|"]
     for label in sorted(scores):
-        mean, half, n = mean_ci(scores[label], confidence)
-        cell = f"{mean:.3f}" if half != half else f"{mean:.3f} ± {half:.3f}"
-        lines.append(f"| {label} | {n} | {cell} | {' '.join(f'{v:.2f}' for v in scores[label])} |")
+        cell = format_mean_ci(scores[label], confidence)
+        lines.append(f"| {label} | {len(scores[label])} | {cell} | {' '.join(f'{v:.2f}' for v in scores[label])} |")
     return "\n".join(lines)
 
 
@@ -50,16 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--convention", choices=sorted(CONVENTIONS), default="li_bowling")
     parser.add_argument("--confidence", type=float, default=0.95)
     args = parser.parse_args(argv)
-    try:
-        run_dirs = find_runs(args.runs)
-        if not run_dirs:
-            raise ValueError(f"runs: no generations.jsonl found under {' '.join(args.runs)}")
-        print(language_table(run_dirs, args.convention, args.confidence))
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
+    return run_command(lambda: print(language_table(require_runs(args.runs), args.convention, args.confidence)))
 
 if __name__ == "__main__":
     sys.exit(main())

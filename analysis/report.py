@@ -7,21 +7,14 @@ With `--since N`, also each run's mean over its records from iteration N on (the
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 from .curves import final_values, window_means
-from .runs import find_runs, load_run
-from .stats import mean_ci
+from .cli import run_command
+from .runs import load_run, require_runs
+from .stats import format_mean_ci
 
 DEFAULT_METRICS = ("accuracy", "topsim")
-
-
-def _cell(values: list[float], confidence: float) -> str:
-    mean, half, n = mean_ci(values, confidence)
-    if n == 0:
-        return "-"
-    return f"{mean:.3f}" if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
 
 
 def markdown_table(runs, metrics=DEFAULT_METRICS, confidence: float = 0.95, since: float | None = None,
@@ -37,7 +30,7 @@ def markdown_table(runs, metrics=DEFAULT_METRICS, confidence: float = 0.95, sinc
     lines = [head, rule]
     for label in labels:
         n = max(len(values.get(label, [])) for values in columns.values())
-        cells = [_cell(values.get(label, []), confidence) for values in columns.values()]
+        cells = [format_mean_ci(values.get(label, []), confidence) for values in columns.values()]
         lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -52,17 +45,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also report each run's mean from --x N on (e.g. the second half of training)")
     parser.add_argument("--x", default="iteration", help="record key --since refers to (default iteration)")
     args = parser.parse_args(argv)
-    try:
-        run_dirs = find_runs(args.runs)
-        if not run_dirs:
-            raise ValueError(f"runs: no generations.jsonl found under {' '.join(args.runs)}")
-        print(markdown_table([load_run(p) for p in run_dirs], args.metric or DEFAULT_METRICS, args.confidence,
-                             since=args.since, x=args.x))
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
+    return run_command(lambda: print(markdown_table(
+        [load_run(p) for p in require_runs(args.runs)], args.metric or DEFAULT_METRICS, args.confidence,
+        since=args.since, x=args.x)))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,6 +29,14 @@ def find_runs(paths: Iterable[str | os.PathLike]) -> list[pathlib.Path]:
     return sorted(found)
 
 
+def require_runs(paths: Iterable[str | os.PathLike]) -> list[pathlib.Path]:
+    """`find_runs`, or a ValueError naming the paths when they hold no run at all."""
+    found = find_runs(paths)
+    if not found:
+        raise ValueError(f"runs: no {RECORDS_FILE} found under {' '.join(map(str, paths))}")
+    return found
+
+
 def load_run(path: str | os.PathLike) -> dict[str, Any]:
     """{'path', 'config', 'records'} of one run; records are the parsed JSON lines in order."""
     path = pathlib.Path(path)

@@ -25,3 +25,12 @@ def mean_ci(values: Iterable[float | None], confidence: float = 0.95) -> tuple[f
         return mean, math.nan, n
     sem = float(finite.std(ddof=1)) / math.sqrt(n)
     return mean, float(stats.t.ppf(0.5 + confidence / 2.0, n - 1)) * sem, n
+
+
+def format_mean_ci(values: Iterable[float | None], confidence: float = 0.95, *, signed: bool = False) -> str:
+    """'mean ± half-width' for a table cell; the mean alone for one value, '-' for none."""
+    mean, half, n = mean_ci(values, confidence)
+    if n == 0:
+        return "-"
+    text = f"{mean:+.3f}" if signed else f"{mean:.3f}"
+    return text if math.isnan(half) else f"{text} ± {half:.3f}"

@@ -33,6 +33,7 @@ from emergent_frl.training import (
     LanguageGameConfig,
     build_game,
     build_optimizers,
+    dataclass_from_dict,
     evaluate,
     make_generator,
     train_iterations,
@@ -76,11 +77,7 @@ class RelearnConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RelearnConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**values)
+        return dataclass_from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -47,6 +47,15 @@ class ConfigError(ValueError):
         super().__init__(f"{field_name}={value!r}: {allowed}")
 
 
+def dataclass_from_dict(cls, values: dict[str, Any]):
+    """`cls(**values)` for a config dataclass, with unknown keys named in a ValueError."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+    return cls(**values)
+
+
 @dataclass
 class LanguageGameConfig:
     """Every knob of one language game and its training. Defaults: the paper's setting
@@ -86,11 +95,7 @@ class LanguageGameConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "LanguageGameConfig":
         """Build from a plain dict (JSON/YAML); unknown keys are an error, missing keys default."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**values)
+        return dataclass_from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
