@@ -277,6 +277,8 @@ class ReferentialGame(LanguageGame):
         generator = torch.Generator().manual_seed(eval_seed)
         everything = torch.arange(self.space.n_objects)
         pools = {"all": everything, "train": self.split.train, "holdout": self.split.holdout}
+        if self.split.holdout.numel() == 0:
+            del pools["train"]  # the training pool is the whole space: "all" already scores it
         for name, targets in pools.items():
             if targets.numel() == 0:
                 continue
@@ -372,8 +374,9 @@ class ReconstructionGame(LanguageGame):
         return self.make_batch(sample_objects(self.train_pool, batch_size, generator))
 
     def evaluation_batches(self) -> dict[str, GameBatch]:
-        batches = {"all": self.make_batch(self.eval_all_objects), "train": self.make_batch(self.train_pool)}
-        if self.eval_holdout_objects.numel():
+        batches = {"all": self.make_batch(self.eval_all_objects)}
+        if self.eval_holdout_objects.numel():  # without a holdout the training pool is "all"
+            batches["train"] = self.make_batch(self.train_pool)
             batches["holdout"] = self.make_batch(self.eval_holdout_objects)
         return batches
 

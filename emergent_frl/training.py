@@ -364,7 +364,9 @@ def evaluate(game: LanguageGame) -> dict[str, Any]:
             accuracy[name] = game.play(batch).accuracy.mean()
         everything = torch.arange(game.space.n_objects, device=game.device)
         spoken = game.sender(game.space.encode_index(everything))
-        scalars = torch.stack([accuracy["all"], accuracy["train"], spoken.entropy.mean()]).tolist()
+        # No "train" batch when nothing is held out: the training objects are all objects.
+        train = accuracy.get("train", accuracy["all"])
+        scalars = torch.stack([accuracy["all"], train, spoken.entropy.mean()]).tolist()
         holdout = float(accuracy["holdout"]) if "holdout" in accuracy else None
     finally:
         game.sender.train(modes[0])
