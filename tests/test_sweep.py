@@ -61,7 +61,7 @@ def test_grid_precedence_preset_base_grid_variant():
     assert sorted(by_name) == ["lr_sender=0.001/no_reset/seed0", "lr_sender=0.001/reset_receiver/seed0",
                                "lr_sender=0.01/no_reset/seed0", "lr_sender=0.01/reset_receiver/seed0"]
     plain, variant = by_name["lr_sender=0.01/no_reset/seed0"], by_name["lr_sender=0.01/reset_receiver/seed0"]
-    assert plain["game"] == "reconstruction" and plain["baseline"] is True  # from the preset
+    assert plain["game"] == "reconstruction" and plain["channel"] == "gumbel"  # from the preset
     assert (plain["hidden_size"], plain["lr_sender"], plain["generations"]) == (32, 0.01, 1)
     assert (variant["hidden_size"], variant["generations"], variant["iterations_per_generation"]) == (16, 3, 200)
 
