@@ -83,7 +83,7 @@ def test_sigkill_at_a_random_point_then_resume_equals_an_uninterrupted_run(tmp_p
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     written = count_lines(run / "generations.jsonl")
-    assert 1 <= written < 8, where
+    assert 0 < written < 8, where
     for line in (run / "generations.jsonl").read_text().splitlines():  # whole lines only
         json.loads(line)
 
