@@ -15,11 +15,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
 
 from emergent_frl.runs import RunDirectory
 from emergent_frl.vision.datasets import DATASETS
-from emergent_frl.vision.experiment import ImageRunConfig, merge_resumed, open_run_directory, prepare_run
+from emergent_frl.vision.experiment import (
+    ImageRunConfig,
+    merge_resumed,
+    open_run_directory,
+    prepare_run,
+    set_threads,
+)
 from emergent_frl.vision.models import ARCHITECTURES, STEMS
 from emergent_frl.vision.strategies import REWIND_SCOPES, SPLIT_MODES, STRATEGIES
 
@@ -126,10 +131,7 @@ def format_record(record: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.threads is not None:
-            if not 1 <= args.threads <= 512:
-                raise ValueError(f"--threads {args.threads}: allowed range is 1..512")
-            torch.set_num_threads(args.threads)
+        set_threads(args.threads)
         config, out, resume = config_from_args(args)
         prepared = prepare_run(config)
         run_dir = open_run_directory(out, config, resume=resume)

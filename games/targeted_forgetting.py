@@ -24,10 +24,10 @@ import pathlib
 import sys
 import time
 
-import torch
 
 from analysis.probe_plot import PROBE_FILE, load_probe, probe_summary, summary_table
 from emergent_frl.runs import RunDirectory
+from emergent_frl.vision.experiment import set_threads
 from emergent_frl.vision.models import ARCHITECTURES
 from emergent_frl.vision.probe import GROUPINGS, OPERATORS, ProbeConfig, TargetedForgettingProbe
 
@@ -123,10 +123,7 @@ def run_one(probe: TargetedForgettingProbe, run_dir: RunDirectory, quiet: bool) 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.threads is not None:
-            if not 1 <= args.threads <= 512:
-                raise ValueError(f"--threads {args.threads}: allowed range is 1..512")
-            torch.set_num_threads(args.threads)
+        set_threads(args.threads)
         configs = configs_from_args(args)
         probes = [TargetedForgettingProbe(config) for config in configs]  # data and models: fail before work
         plans = [run_directory(args.out, config) for config in configs]

@@ -71,6 +71,15 @@ class ImageRunConfig:
         return cls(data=pick(DataConfig), train=pick(TrainConfig), strategy=pick(StrategyConfig, name="strategy"), **top)
 
 
+def set_threads(threads: int | None) -> None:
+    """`--threads N`: torch's CPU threads (None keeps torch's choice); checked before any work."""
+    if threads is None:
+        return
+    if not 1 <= threads <= 512:
+        raise ValueError(f"--threads {threads}: allowed range is 1..512")
+    torch.set_num_threads(threads)
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' = CUDA when available, else CPU; an unavailable CUDA device is a ValueError."""
     if name == "auto":
