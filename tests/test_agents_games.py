@@ -36,15 +36,6 @@ def tiny_config(**overrides) -> LanguageGameConfig:
     return LanguageGameConfig(**values)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and the test machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def sender(**kwargs) -> Sender:
     torch.manual_seed(0)
     return Sender(12, 8, 3, 20, **kwargs)

@@ -27,11 +27,6 @@ TINY = {"n_attributes": 2, "n_values": 3, "vocab_size": 4, "max_len": 2, "n_cand
         "hidden_size": 16, "batch_size": 16, "eval_every": 0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
-
-
 def tiny(**overrides):
     return {**TINY, **overrides}
 

@@ -18,14 +18,6 @@ from emergent_frl.vision.probe import (ProbeConfig, TargetedForgettingProbe, cla
 from games import targeted_forgetting
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_corrupt_labels_changes_exactly_the_flagged_fraction():
     labels = torch.arange(10).repeat(30)
     noisy, flags = corrupt_labels(labels, 0.2, 10, torch.Generator().manual_seed(0))

@@ -31,15 +31,6 @@ except Exception:  # pragma: no cover - depends on the machine
 needs_torchvision = pytest.mark.skipif(not HAVE_TORCHVISION, reason="torchvision not importable")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is faster and immune to a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_data(n_per_class: int = 6, classes: int = 3, size: int = 8) -> ImageData:
     generator = torch.Generator().manual_seed(0)
     labels = torch.arange(classes).repeat_interleave(n_per_class)
