@@ -118,7 +118,7 @@ class RunningMeanBaseline(nn.Module):
 class LanguageGame(nn.Module):
     """Shared machinery: channel, loss, entropy regularisation, baseline, data pools.
 
-    A game kind supplies `_listen` (how its receiver is called), `_accuracy`, `sample_batch` and
+    A game kind supplies `_listen` (how its receiver is called), `accuracy`, `sample_batch` and
     `evaluation_batches`; everything else is common.
     """
 
@@ -162,7 +162,8 @@ class LanguageGame(nn.Module):
     def device(self) -> torch.device:
         return next(self.sender.parameters()).device
 
-    def _receiver_output_for_loss(self, receiver_out) -> torch.Tensor:
+    def receiver_output_for_loss(self, receiver_out) -> torch.Tensor:
+        """What the loss function gets as the receiver's output (here its logits)."""
         return receiver_out.logits
 
     def forward(
@@ -180,7 +181,7 @@ class LanguageGame(nn.Module):
             sender_input,
             sender_out.message,
             receiver_input,
-            self._receiver_output_for_loss(receiver_out),
+            self.receiver_output_for_loss(receiver_out),
             labels,
             aux_input,
         )
@@ -208,7 +209,7 @@ class LanguageGame(nn.Module):
             loss=loss,
             task_loss=task_loss.detach(),
             reward=-task_loss.detach(),
-            accuracy=self._accuracy(receiver_out, labels),
+            accuracy=self.accuracy(receiver_out, labels),
             sender_entropy=sender_out.entropy.detach(),
             receiver_entropy=receiver_out.entropy.detach(),
             message=sender_out.message,
@@ -327,10 +328,11 @@ class ReferentialGame(LanguageGame):
         return self.receiver(sender_out.symbols, receiver_input, self._length_for_receiver(sender_out),
                              generator=generator)
 
-    def _receiver_output_for_loss(self, receiver_out):
+    def receiver_output_for_loss(self, receiver_out):
         return receiver_out.choice if self.channel == "reinforce" else receiver_out.logits
 
-    def _accuracy(self, receiver_out, labels):
+    def accuracy(self, receiver_out, labels):
+        """Per sample [B]: 1.0 where the receiver chose the target."""
         return (receiver_out.choice == labels).float()
 
 
@@ -384,5 +386,6 @@ class ReconstructionGame(LanguageGame):
         return self.receiver(sender_out.symbols, self._length_for_receiver(sender_out),
                              generator=generator)
 
-    def _accuracy(self, receiver_out, labels):
+    def accuracy(self, receiver_out, labels):
+        """Per sample [B]: 1.0 where the receiver got every attribute right."""
         return (receiver_out.choice == labels).all(-1).float()

@@ -213,10 +213,10 @@ class CandidateSampler:
         self.targets = targets.to(device)
         self.distractors = distractors.to(device)
         # Attribute tables live on the device so sampling needs no host-to-device copies.
-        self._target_attributes = space.attributes_of(self.targets)
-        self._distractor_attributes = space.attributes_of(self.distractors)
+        self.target_attributes = space.attributes_of(self.targets)
+        self.distractor_attributes = space.attributes_of(self.distractors)
 
-    def _relations(self, target_attr: torch.Tensor, distractors_attr: torch.Tensor):
+    def distractor_relations(self, target_attr: torch.Tensor, distractors_attr: torch.Tensor):
         """[B, P] masks: distractor differs from the target; distractor is easy (shares nothing)."""
         shared = (target_attr.unsqueeze(1) == distractors_attr.unsqueeze(0)).sum(-1)
         return shared < self.space.n_attributes, shared == 0
@@ -225,7 +225,7 @@ class CandidateSampler:
         """Every target must have n_candidates - 1 admissible distractors (checked in chunks)."""
         distractors_attr = self.space.attributes_of(distractors)
         for chunk in torch.split(targets, 1024):
-            different, easy = self._relations(self.space.attributes_of(chunk), distractors_attr)
+            different, easy = self.distractor_relations(self.space.attributes_of(chunk), distractors_attr)
             if self.easy_limit is not None:
                 usable = (different & ~easy).sum(1) + easy.sum(1).clamp(max=self.easy_limit)
             else:
@@ -244,7 +244,7 @@ class CandidateSampler:
         row = torch.randint(
             self.targets.numel(), (batch_size,), generator=generator, device=self.targets.device
         )
-        return self._draw(self.targets[row], self._target_attributes[row], generator)
+        return self._draw(self.targets[row], self.target_attributes[row], generator)
 
     def sample_for(self, targets: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Candidate sets for the given target objects (indices [B]), e.g. fixed evaluation sets."""
@@ -255,7 +255,7 @@ class CandidateSampler:
         device = self.targets.device
         batch_size = target.shape[0]
         k = self.n_candidates
-        different, easy = self._relations(target_attr, self._distractor_attributes)
+        different, easy = self.distractor_relations(target_attr, self.distractor_attributes)
         # Random keys give a uniformly random order of the distractor pool per instance.
         keys = torch.rand(batch_size, self.distractors.numel(), generator=generator, device=device)
         keys = keys.masked_fill(~different, -1.0)

@@ -248,16 +248,18 @@ class LanguageRun:
             self.run_dir.truncate_records(0, EVALUATIONS_FILE)
 
     # -- the loop ---------------------------------------------------------------------------------
-    def _on_eval(self, record: dict[str, Any]) -> None:
+    def record_evaluation(self, record: dict[str, Any]) -> None:
+        """Record one evaluation; extension point for engines that train a run's iterations elsewhere."""
         self.n_evaluations += 1
         if self.run_dir is not None:
             self.run_dir.append_record({"generation": self.generation, **record}, EVALUATIONS_FILE)
 
-    def _train(self, n: int, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
+    def train(self, n: int, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
+        """Train `n` iterations; extension point for engines that train a run's iterations elsewhere."""
         if n == 0:
             return {}
         out = train_iterations(self.game, optimizers, n, generator=self.generator,
-                               eval_every=self.config.eval_every or None, on_eval=self._on_eval,
+                               eval_every=self.config.eval_every or None, on_eval=self.record_evaluation,
                                progress=self.progress, iteration_offset=self.iteration)
         self.iteration += n
         return out
@@ -267,8 +269,8 @@ class LanguageRun:
         started = time.perf_counter()
         g = self.generation
         warmup = min(self.strategy.listener_only_iterations, self.relearn.iterations_per_generation)
-        self._train(warmup, {"receiver": self.optimizers["receiver"]})
-        stats = self._train(self.relearn.iterations_per_generation - warmup, self.optimizers)
+        self.train(warmup, {"receiver": self.optimizers["receiver"]})
+        stats = self.train(self.relearn.iterations_per_generation - warmup, self.optimizers)
         _check_finite(self.game, stats, g, self.iteration)
         metrics = evaluate(self.game)
         messages = metrics.pop("messages")
@@ -303,10 +305,11 @@ class LanguageRun:
         record["topsim_after_forgetting"] = after["topsim"]
         record["accuracy_after_forgetting"] = after["accuracy"]
 
-    def _extend_finished_run(self) -> None:
+    def extend_finished_run(self) -> None:
         """A finished run resumed with more generations: its last generation was not followed by
         forgetting; apply that boundary now and rewrite the last record, as an uninterrupted run
-        with the larger --generations would have written it (the checkpoint holds the same RNG state)."""
+        with the larger --generations would have written it (the checkpoint holds the same RNG state).
+        Extension point for engines that train a run's iterations elsewhere."""
         record = dict(self.records[-1])
         self._forget_into(record)
         self.boundary_pending = False
@@ -332,7 +335,7 @@ class LanguageRun:
         would); every finished generation is on disk before the next starts."""
         stop = self.relearn.generations if until is None else min(until, self.relearn.generations)
         if self.boundary_pending and self.generation < stop:
-            self._extend_finished_run()
+            self.extend_finished_run()
         while self.generation < stop:
             record = self.run_generation()
             self.records.append(record)

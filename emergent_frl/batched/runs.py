@@ -1,0 +1,359 @@
+"""S `LanguageRun`s of one shape trained as one batch: `BatchedLanguageRuns`, `run_language_batched`.
+
+Each run ("member") is a `LanguageRun` that keeps its configs, strategy, generator, records and run
+directory; the batch trains them all and hands each member its generation's stats, and at every
+evaluation and generation boundary the member's own code evaluates, records, forgets and
+checkpoints on its own modules (copied from and back into the stack).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from emergent_frl.batched.adam import StackedAdam
+from emergent_frl.batched.game import BatchedGame
+from emergent_frl.batched.memory import keep_freed_memory
+from emergent_frl.relearn import (
+    LanguageRun,
+    NonFiniteError,
+    RelearnConfig,
+    flat_config,
+    run_language,
+    split_config,
+)
+from emergent_frl.runs import RunDirectory
+from emergent_frl.training import LanguageGameConfig, evaluate
+
+# Fields that must agree between the runs of one batch (they fix tensor shapes or the loop).
+SHAPE_FIELDS = (
+    "game", "n_attributes", "n_values", "vocab_size", "max_len", "n_candidates", "hidden_size",
+    "embed_size", "cell", "channel", "temperature", "straight_through", "eos", "learned_start",
+    "batch_size", "baseline", "device", "eval_every",
+)
+RELEARN_SHAPE_FIELDS = ("generations", "iterations_per_generation")
+UNBATCHED_STRATEGIES = ("iterated_learning",)
+STAT_NAMES = ("train_accuracy", "train_loss", "train_sender_entropy", "train_receiver_entropy")
+MAX_SEEDS = 4096
+
+
+def batch_key(values: dict[str, Any]) -> tuple | None:
+    """Runs with equal keys can share one batch; None: this run cannot be batched."""
+    game, relearn = split_config(values)
+    if relearn.strategy in UNBATCHED_STRATEGIES:
+        return None
+    g, r = game.to_dict(), relearn.to_dict()
+    g["n_values"] = game.space().n_values  # 3 and [3, 3] are one shape
+    return tuple(g[k] for k in SHAPE_FIELDS) + tuple(r[k] for k in RELEARN_SHAPE_FIELDS)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-15' -> [0..15]; '0,3,7' -> [0, 3, 7]; '0-3,8' -> [0, 1, 2, 3, 8] (for --seeds)."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low, dash, high = part.partition("-")
+        try:
+            first, last = int(low), int(high) if dash else int(low)
+        except ValueError:
+            raise ValueError(f"--seeds {text}: expected integers, ranges like 0-15, or a comma list") from None
+        if first < 0 or last < first:
+            raise ValueError(f"--seeds {text}: {part!r} is not a range of seeds >= 0")
+        if len(seeds) + last - first + 1 > MAX_SEEDS:
+            raise ValueError(f"--seeds {text}: at most {MAX_SEEDS} seeds in one process")
+        seeds.extend(range(first, last + 1))
+    if not seeds:
+        raise ValueError(f"--seeds {text}: no seed given")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds {text}: a seed is given twice")
+    return seeds
+
+
+class _TrainingStats:
+    """Per-run sums of per-batch means [S, 4], on the device: no host sync until `read()`."""
+
+    def __init__(self, runs: int, device: torch.device):
+        self.sums = torch.zeros(runs, len(STAT_NAMES), device=device)
+        self.count = 0
+
+    def add(self, stats: torch.Tensor) -> None:
+        self.sums += stats
+        self.count += 1
+
+    def read(self) -> list[dict[str, float]]:
+        values = (self.sums / max(self.count, 1)).tolist()
+        self.sums.zero_()
+        self.count = 0
+        return [dict(zip(STAT_NAMES, row)) for row in values]
+
+
+class _Member(LanguageRun):
+    """One run of a batch: a `LanguageRun` whose training is done by the batch. When the batch
+    hands it a generation's stats (`hand_over`), `train` returns them (and the record's "seconds"
+    include the batch's training time); otherwise it trains alone, as usual."""
+
+    _pending: dict[str, Any] | None = None
+    _pending_seconds = 0.0
+
+    def hand_over(self, stats: dict[str, Any], seconds: float) -> None:
+        """The batch's training of this run's next generation: its stats and the batch's wall time."""
+        self._pending, self._pending_seconds = stats, seconds
+
+    def train(self, n: int, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
+        if self._pending is None or n == 0:
+            return super().train(n, optimizers)
+        stats, self._pending = self._pending, None
+        if stats["iterations"] != n:
+            raise RuntimeError(f"batched training ran {stats['iterations']} iterations, the run expected {n}")
+        self.iteration += n
+        return stats
+
+    def run_generation(self) -> dict[str, Any]:
+        record = super().run_generation()
+        record["seconds"] += self._pending_seconds
+        self._pending_seconds = 0.0
+        return record
+
+
+class BatchedLanguageRuns:
+    """S language runs of one shape (seeds, strategies, learning rates may differ), trained together.
+
+    Every run writes the run directory, records and checkpoints `LanguageRun` would (its own code
+    does it); `run()` returns each run's records. Runs whose training diverges (nan/inf) stop
+    there, as a single run would; the others go on, and `run()` then raises NonFiniteError naming
+    the stopped runs.
+
+    resume: continue every run from its directory's checkpoint (runs left at different
+    generations are first brought level one by one). compile: see `BatchedGame`. tune_malloc:
+    call `keep_freed_memory()` (CPU only).
+    """
+
+    def __init__(
+        self,
+        game_configs: Sequence[LanguageGameConfig],
+        relearns: Sequence[RelearnConfig],
+        run_dirs: Sequence[RunDirectory | None] | None = None,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        on_record: Callable[[int, dict[str, Any]], None] | None = None,
+        compile: bool | str = False,
+        tune_malloc: bool = True,
+    ):
+        if len(game_configs) != len(relearns) or not game_configs:
+            raise ValueError("BatchedLanguageRuns: give one relearn config per game config (at least one)")
+        run_dirs = [None] * len(game_configs) if run_dirs is None else list(run_dirs)
+        if len(run_dirs) != len(game_configs):
+            raise ValueError("BatchedLanguageRuns: give one run directory (or None) per run")
+        keys = [batch_key(flat_config(g, r)) for g, r in zip(game_configs, relearns)]
+        if None in keys:
+            raise ValueError(f"BatchedLanguageRuns: strategies {list(UNBATCHED_STRATEGIES)} are not batched; "
+                             "run them with run_language")
+        for i, key in enumerate(keys):
+            if key != keys[0]:
+                fields = SHAPE_FIELDS + RELEARN_SHAPE_FIELDS
+                differing = [f for f, a, b in zip(fields, key, keys[0]) if a != b]
+                raise ValueError(f"BatchedLanguageRuns: run {i} differs from run 0 in {differing}; "
+                                 "only runs of one shape can share a batch")
+        self.progress = progress
+        self.on_record = on_record
+        self.members = [
+            _Member(g, r, d, progress=False,
+                    on_record=None if on_record is None else (lambda rec, i=i: on_record(i, rec)))
+            for i, (g, r, d) in enumerate(zip(game_configs, relearns, run_dirs))
+        ]
+        if resume:
+            for member in self.members:
+                member.resume()
+            # Runs interrupted at different generations: bring the late ones level, alone.
+            level = max(m.generation for m in self.members)
+            for member in self.members:
+                if member.generation < level:
+                    member.run(until=level)
+        self.relearn = self.members[0].relearn
+        if tune_malloc and self.members[0].game.device.type == "cpu":
+            keep_freed_memory()
+        self.game = BatchedGame([m.game for m in self.members], compile=compile)
+        lrs = {slot.name: [getattr(m.config, f"lr_{slot.name.split('.')[0]}") for m in self.members]
+               for slot in self.game.slots}
+        self.optimizer = StackedAdam(self.game.leaves, self.game.slots, lrs)
+        self._names = [{id(p): n for n, p in m.game.named_parameters()} for m in self.members]
+        self.failed: dict[int, NonFiniteError] = {}
+        for i in range(len(self.members)):
+            self._load(i)
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.members)
+
+    @property
+    def generators(self) -> list[torch.Generator]:
+        return [m.generator for m in self.members]
+
+    # -- moving state between the stack and the members --------------------------------------------
+    def _store(self, run: int) -> None:
+        """Stack -> member `run`: weights, baseline and optimizer state (for its own code)."""
+        member = self.members[run]
+        self.game.store(run, member.game)
+        for optimizer in member.optimizers.values():
+            self.optimizer.export_run(run, optimizer, self._names[run])
+
+    def _load(self, run: int) -> None:
+        """Member `run` -> stack, after its own code changed it (forgetting, fresh optimizers, resume)."""
+        member = self.members[run]
+        self.game.load(run, member.game)
+        for optimizer in member.optimizers.values():
+            self.optimizer.import_run(run, optimizer, self._names[run])
+
+    # -- training -----------------------------------------------------------------------------------
+    def train_step(self) -> torch.Tensor:
+        """One iteration of every run; returns the per-run stats [S, 4] (on the device, no sync)."""
+        batch = self.game.sample(self.generators)
+        loss, stats = self.game.losses(batch)
+        leaves = self.game.leaves
+        # A weight that met only zero inputs (e.g. max_len 1) gets a zero gradient, as in a single run.
+        grads = torch.autograd.grad(loss.sum(), list(leaves.values()), allow_unused=True, materialize_grads=True)
+        self.optimizer.step(dict(zip(leaves, grads)))
+        return stats
+
+    def train(self, n_iterations: int, *, eval_every: int | None = None) -> list[dict[str, Any]]:
+        """Train every run `n_iterations` iterations (as `train_iterations` trains one): every
+        `eval_every` iterations each live run is evaluated by `evaluate` on its own modules and the
+        record goes to its member's `record_evaluation` (evaluations.jsonl). Returns per run {"iterations",
+        train_* since the last evaluation, "evaluations"}."""
+        stats = _TrainingStats(self.n_runs, self.game.device)
+        offsets = [m.iteration for m in self.members]
+        evaluations: list[list[dict[str, Any]]] = [[] for _ in self.members]
+        last = stats.read()
+        bar = tqdm(total=n_iterations, disable=None if self.progress else True,
+                   desc=f"{self.game.template.kind} x{self.n_runs}", leave=False)
+        for step in range(1, n_iterations + 1):
+            stats.add(self.train_step())
+            bar.update(1)
+            if eval_every and step % eval_every == 0:
+                last = stats.read()
+                for i, member in enumerate(self.members):
+                    if i in self.failed:
+                        continue
+                    self.game.store(i, member.game)
+                    metrics = evaluate(member.game)
+                    metrics.pop("messages")
+                    record = {"iteration": offsets[i] + step, **last[i], **metrics}
+                    evaluations[i].append(record)
+                    member.record_evaluation(record)
+        bar.close()
+        if stats.count:
+            last = stats.read()
+        return [{"iterations": n_iterations, **last[i], "evaluations": evaluations[i]}
+                for i in range(self.n_runs)]
+
+    def run(self, until: int | None = None) -> list[list[dict[str, Any]]]:
+        """Run the remaining generations of every run (or stop after generation `until` - 1)."""
+        stop = self.relearn.generations if until is None else min(until, self.relearn.generations)
+        for i, member in enumerate(self.members):
+            if member.boundary_pending and member.generation < stop:
+                # A finished run extended with more generations: its last boundary comes first.
+                self._store(i)
+                member.extend_finished_run()
+                self._load(i)
+        while any(m.generation < stop for i, m in enumerate(self.members) if i not in self.failed):
+            started = time.perf_counter()
+            results = self.train(self.relearn.iterations_per_generation,
+                                 eval_every=self.members[0].config.eval_every or None)
+            seconds = time.perf_counter() - started
+            for i, member in enumerate(self.members):
+                if i in self.failed:
+                    continue
+                self._store(i)
+                member.hand_over(results[i], seconds)
+                try:
+                    member.run(until=member.generation + 1)
+                except NonFiniteError as error:
+                    self.failed[i] = error  # its records up to the previous generation are kept
+                self._load(i)
+        if self.failed:
+            raise NonFiniteError("; ".join(f"run {i} (seed {self.members[i].config.seed}): {e}"
+                                           for i, e in sorted(self.failed.items())))
+        return [m.records for m in self.members]
+
+
+def run_language_batched(
+    values_list: Sequence[dict[str, Any]],
+    outs: Sequence[str | None] | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_record: Callable[[int, dict[str, Any]], None] | None = None,
+    until: int | None = None,
+    launch: dict[str, Any] | None = None,
+    max_batch: int | None = None,
+    compile: bool | str = False,
+) -> list[list[dict[str, Any]]]:
+    """`run_language` for many runs: the runs that share a shape train as one batch.
+
+    values_list[i]: run i's flat config (as for `run_language`); outs[i]: its run directory (or
+    None). Runs are grouped by `batch_key` (at most `max_batch` per batch); iterated_learning runs
+    go one by one through `run_language`. `on_record(i, record)` is called for run i's records.
+    Every run's directory holds what `run_language` writes (config.json with `launch`, records,
+    language.json, checkpoint.pt), so each can be resumed alone. Returns the records, per run.
+    """
+    values_list = list(values_list)
+    outs = [None] * len(values_list) if outs is None else list(outs)
+    if len(outs) != len(values_list):
+        raise ValueError(f"run_language_batched: {len(values_list)} configs but {len(outs)} run directories")
+    named = [o for o in outs if o is not None]
+    if len(set(map(str, named))) != len(named):
+        raise ValueError("run_language_batched: two runs share a run directory")
+    configs = []
+    for values in values_list:
+        game_config, relearn = split_config(values)
+        configs.append((game_config.validate(), relearn.validate()))
+    run_dirs = [RunDirectory(o, resume=resume) if o is not None else None for o in outs]
+    # config.json as run_language writes it; written once the run's own resume check has passed.
+    launch_configs = []
+    for (game_config, relearn), run_dir in zip(configs, run_dirs):
+        saved = (run_dir.read_config() or {}) if (resume and run_dir is not None) else {}
+        total = {"iterations": relearn.generations * relearn.iterations_per_generation}
+        launch_configs.append({**(launch or {}), **saved, **flat_config(game_config, relearn), **total})
+    groups: dict[Any, list[int]] = {}
+    for i, values in enumerate(values_list):
+        key = batch_key(values)
+        groups.setdefault(("single", i) if key is None else key, []).append(i)
+    records: list[list[dict[str, Any]] | None] = [None] * len(values_list)
+    failures: list[str] = []
+    for key, members in groups.items():
+        chunks = [members] if max_batch is None else [members[k:k + max_batch]
+                                                      for k in range(0, len(members), max_batch)]
+        for chunk in chunks:
+            if key[0] == "single":
+                i = chunk[0]
+                callback = None if on_record is None else (lambda rec, i=i: on_record(i, rec))
+                try:
+                    records[i] = run_language(values_list[i], outs[i], resume=resume, progress=progress,
+                                              on_record=callback, until=until, launch=launch)
+                except NonFiniteError as error:
+                    failures.append(f"run {i}: {error}")
+                continue
+            runs = BatchedLanguageRuns(
+                [configs[i][0] for i in chunk], [configs[i][1] for i in chunk], [run_dirs[i] for i in chunk],
+                resume=resume, progress=progress, compile=compile,
+                on_record=None if on_record is None else (lambda j, rec, chunk=chunk: on_record(chunk[j], rec)),
+            )
+            for i in chunk:
+                if run_dirs[i] is not None:
+                    run_dirs[i].write_config(launch_configs[i])
+            try:
+                for i, member_records in zip(chunk, runs.run(until)):
+                    records[i] = member_records
+            except NonFiniteError as error:
+                for j, member in enumerate(runs.members):
+                    records[chunk[j]] = member.records
+                failures.append(str(error))
+    if failures:
+        raise NonFiniteError("; ".join(failures))
+    return records  # type: ignore[return-value]
