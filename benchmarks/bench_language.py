@@ -7,9 +7,12 @@ side by side in one process on one thread count:
       (nn.LSTMCell), our vectorised batch sampler, one torch.optim.Adam per agent,
       `loss.backward()`, and the loss and accuracy read with `.item()` every step;
   (b) our single run: `BatchedLanguageRuns` with one run (stacked-parameter forward, products
-      with zero operands skipped, fused Adam, no host sync in the loop);
-  (c) our batched runs, S = 1, 4, 16, 64 runs in one computation, as aggregate run-iterations/s;
-  with --compile also (b) and (c) at --compile-runs with the loss under `torch.compile`.
+      with zero operands skipped, fused Adam, no host sync in the loop) with the loss under
+      `torch.compile`, as the game scripts run `--seeds S` by default; and the same eager
+      (`--no-compile`);
+  (c) our batched runs, S = 1, 4, 16, 64 runs in one computation, as aggregate run-iterations/s,
+      compiled (the default), and eager at --eager-runs.
+  --no-compile times the eager variants only (no compilation at start).
 
 Throughput is given as run-iterations/s and as GFLOP/s two ways: "model" counts the config's
 matmul FLOPs of a plain forward + backward (3 x forward; ~115 MFLOP per paper-preset iteration),
@@ -23,7 +26,7 @@ process's CPU time instead of elapsed time. The allocator setting `BatchedLangua
 (`keep_freed_memory`) is process-wide, so (a) runs with it too. It measures; it asserts nothing.
 
     python benchmarks/bench_language.py [--runs 1 4 16 64] [--seconds 2] [--rounds 3] [--threads 1]
-                                        [--clock wall|process] [--compile] [--compile-runs 16]
+                                        [--clock wall|process] [--no-compile] [--eager-runs 16]
                                         [--preset paper] [--set hidden_size=64 ...]
 """
 
@@ -47,6 +50,7 @@ from emergent_frl.training import LanguageGameConfig, build_game, build_optimize
 from games.presets import load_preset  # noqa: E402
 
 CLOCK = time.perf_counter  # --clock process: time.process_time
+B_EAGER = "(b) ours, eager"
 
 
 def model_flops(config: LanguageGameConfig) -> float:
@@ -149,9 +153,10 @@ def main(argv=None) -> int:
                         help="wall: elapsed time (default); process: this process's CPU time, which "
                              "discounts time the OS gives other processes on a shared machine (with "
                              "--threads > 1 it adds up the threads' CPU time)")
-    parser.add_argument("--compile", action="store_true",
-                        help="also time (b) and (c) at --compile-runs with torch.compile (slow start)")
-    parser.add_argument("--compile-runs", type=int, nargs="+", default=[16], help="S values compiled")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="time the eager variants only: (b) and (c) without torch.compile")
+    parser.add_argument("--eager-runs", type=int, nargs="+", default=[16],
+                        help="S values of (c) also timed eager (default 16)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     global CLOCK
@@ -166,14 +171,17 @@ def main(argv=None) -> int:
     game_config = game_config.validate()
     flops = model_flops(game_config)
 
-    variants = {"(a) eager single run": lambda: EagerLoop(game_config),
-                "(b) ours, single run": lambda: BatchedLoop(game_config, 1, False)}
+    compiled = not args.no_compile
+    eager_runs = args.runs if args.no_compile else args.eager_runs
+    variants = {"(a) eager single run": lambda: EagerLoop(game_config)}
+    if compiled:
+        variants["(b) ours, single run"] = lambda: BatchedLoop(game_config, 1, True)
+    variants[B_EAGER] = lambda: BatchedLoop(game_config, 1, False)
     for s in args.runs:
-        variants[f"(c) batched S={s}"] = lambda s=s: BatchedLoop(game_config, s, False)
-    if args.compile:
-        variants["(b) ours + compile"] = lambda: BatchedLoop(game_config, 1, True)
-        for s in args.compile_runs:
-            variants[f"(c) S={s} + compile"] = lambda s=s: BatchedLoop(game_config, s, True)
+        if compiled:
+            variants[f"(c) batched S={s}"] = lambda s=s: BatchedLoop(game_config, s, True)
+        if s in eager_runs:
+            variants[f"(c) S={s} eager"] = lambda s=s: BatchedLoop(game_config, s, False)
     loops = {name: make() for name, make in variants.items()}
     executed = {}
     for name, loop in loops.items():  # warm-up (and compilation) outside the timed rounds
@@ -209,15 +217,15 @@ def main(argv=None) -> int:
         print(f"{name:22s} {seconds * 1e3:8.2f} {rate:9.1f} {rate / rate_a:6.2f}x | {model:7.1f} "
               f"{100 * model / peak:5.1f}% | {executed[name] / 1e6:8.1f} {done:8.1f} {100 * done / peak:5.1f}%")
     print()
-    rate_b = 1.0 / best["(b) ours, single run"]
-    print(f"(b) / (a): {rate_b / rate_a:.2f}x   (target >= 2x)")
-    if "(b) ours + compile" in best:
-        print(f"(b) + compile / (a): {1.0 / best['(b) ours + compile'] / rate_a:.2f}x")
-    if 16 in args.runs:
-        rate_16 = 16 / best["(c) batched S=16"]
-        print(f"(c) S=16: {100 * rate_16 * flops / 1e9 / peak:.0f}% of matmul peak in model FLOPs "
-              f"({100 * rate_16 * executed['(c) batched S=16'] / 1e9 / peak:.0f}% in executed FLOPs; "
-              f"target >= 50%), {rate_16 / rate_a:.2f}x the aggregate of (a) (target >= 3x)")
+    for b_name in ("(b) ours, single run", B_EAGER):
+        if b_name in best:
+            print(f"{b_name} / (a): {1.0 / best[b_name] / rate_a:.2f}x   (target >= 2x)")
+    for c_name in ("(c) batched S=16", "(c) S=16 eager"):
+        if c_name in best:
+            rate_16 = 16 / best[c_name]
+            print(f"{c_name}: {100 * rate_16 * flops / 1e9 / peak:.0f}% of matmul peak in model FLOPs "
+                  f"({100 * rate_16 * executed[c_name] / 1e9 / peak:.0f}% in executed FLOPs; target >= 50%), "
+                  f"{rate_16 / rate_a:.2f}x the aggregate of (a) (target >= 3x)")
     return 0
 
 

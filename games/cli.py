@@ -44,8 +44,12 @@ from games.presets import available_presets, load_preset
 # The built-in default run (no preset, no flags): the paper's object space and agents, partial
 # balanced forgetting every 3,000 iterations for 8 generations: a couple of minutes on a laptop CPU.
 DEFAULT_RUN = {"strategy": "pbf", "generations": 8, "iterations_per_generation": 3000}
-# Keys of config.json that describe how the run was launched rather than what it is.
-LAUNCH_KEYS = ("iterations", "preset", "argv")
+# How a run trains. "batched": emergent_frl.batched (stacked parameters, fused Adam, the loss under
+# torch.compile where it works), the fast one; "reference": emergent_frl.relearn.LanguageRun (the
+# agents' own modules and torch optimizers), what run_language runs. Runs made before the choice
+# existed were reference runs.
+ENGINES = ("batched", "reference")
+LEGACY_ENGINE = "reference"
 PLOT_FILE = "topsim.png"
 
 
@@ -141,8 +145,15 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
     group.add_argument("--seeds", metavar="LIST",
                        help="several seeds in one process, trained as one batched computation, e.g. "
                             "0-15 or 0,3,7; each writes OUT/seedS (iterated_learning runs one by one)")
-    group.add_argument("--compile", action="store_true",
-                       help="with --seeds: torch.compile the batched step (slower start, faster steps)")
+    group.add_argument("--engine", choices=ENGINES,
+                       help="batched (default): the fast stacked engine, also used for --seeds; "
+                            "reference: the agents' own modules and torch optimizers (what the "
+                            "Python run_language runs). Both follow the same seed in distribution, "
+                            "not bit for bit. A resumed run keeps its engine")
+    group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                       help="batched engine: torch.compile the training step (about 15 s at the first "
+                            "start, then about a third less time per step); default: compile where "
+                            "this machine can, else train eager with a warning; --no-compile: never")
     group.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
     group.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (default 1: these small networks run fastest on one "
@@ -297,12 +308,26 @@ def values_from_args(args: argparse.Namespace, game: str) -> dict[str, Any]:
         if args.resume is not None:
             raise ValueError("--seeds: cannot be combined with --resume; resume one seed with "
                              "--resume OUT/seedS, or launch the seeds with python -m games.sweep")
-    elif args.compile:
-        raise ValueError("--compile: applies to batched runs; use it with --seeds")
+    engine = engine_from_args(args)
+    if engine != "batched" and args.compile is not None:
+        flag = "--compile" if args.compile else "--no-compile"
+        raise ValueError(f"{flag}: applies to the batched engine; this run uses --engine {engine}")
+    if engine != "batched" and args.seeds is not None:
+        raise ValueError("--seeds: trains on the batched engine; drop --engine reference, or run "
+                         "the seeds one by one (python -m games.sweep)")
     game_config, relearn = split_config(values)
     game_config.validate()
     relearn.validate()
     return {**game_config.to_dict(), **relearn.to_dict()}
+
+
+def engine_from_args(args: argparse.Namespace) -> str:
+    """--engine, else a resumed run's own engine, else "batched"."""
+    if args.resume is not None and args.engine is None:
+        path = pathlib.Path(args.resume) / CONFIG_FILE
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        return saved.get("engine", LEGACY_ENGINE)
+    return args.engine or "batched"
 
 
 def saved_values(run_dir: str) -> dict[str, Any]:
@@ -350,15 +375,20 @@ def run_from_args(args: argparse.Namespace, values: dict[str, Any],
     if args.resume is not None and args.out is not None and pathlib.Path(args.out) != pathlib.Path(args.resume):
         raise ValueError(f"--out {args.out}: differs from --resume {args.resume}; give one of them")
     torch.set_num_threads(args.threads if args.threads is not None else 1)
+    engine = engine_from_args(args)
+    compile = "auto" if args.compile is None else args.compile
     launch = {"iterations": values["generations"] * values["iterations_per_generation"],
-              "preset": args.preset, "argv": list(sys.argv[1:] if argv is None else argv)}
+              "preset": args.preset, "argv": list(sys.argv[1:] if argv is None else argv), "engine": engine}
+    if engine == "batched":
+        launch["compile"] = compile
     progress = args.progress is not False
-    if args.seeds is not None:
-        seeds = parse_seeds(args.seeds)
+    if args.seeds is not None or engine == "batched":
+        seeds = parse_seeds(args.seeds) if args.seeds is not None else [values["seed"]]
+        outs = [str(pathlib.Path(out) / f"seed{seed}") for seed in seeds] if args.seeds is not None else [out]
         per_seed = run_language_batched(
-            [{**values, "seed": seed} for seed in seeds], [str(pathlib.Path(out) / f"seed{seed}") for seed in seeds],
+            [{**values, "seed": seed} for seed in seeds], outs, resume=args.resume is not None,
             progress=progress, on_record=lambda i, record: print(_summary(record), flush=True),
-            launch=launch, compile=args.compile)
+            launch=launch, compile=compile)
         records = [record for run in per_seed for record in run]
     else:
         records = run_language(values, out, resume=args.resume is not None, progress=progress,

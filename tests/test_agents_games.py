@@ -13,7 +13,6 @@ from emergent_frl.agents import (
     StartToken,
     find_lengths,
 )
-from emergent_frl.games import ReconstructionGame, ReferentialGame
 from emergent_frl.objects import ObjectSpace
 from emergent_frl.training import (
     ConfigError,

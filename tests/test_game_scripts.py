@@ -137,6 +137,34 @@ def test_resume_with_more_generations_equals_the_longer_run(tmp_path):
     assert json.loads((short / "config.json").read_text())["generations"] == 3
 
 
+def test_a_single_run_trains_on_the_batched_engine_like_a_one_seed_list(tmp_path):
+    """--seed S and --seeds S are one engine: the same records; config.json says which engine."""
+    common = [*TINY, "--strategy", "pbf", "--generations", "2", "--iterations-per-generation", "15", "--no-plot"]
+    assert referential.main([*common, "--out", str(tmp_path / "single")]) == 0
+    at = common.index("--seed")
+    listed = [*common[:at], *common[at + 2:], "--seeds", common[at + 1], "--out", str(tmp_path / "list")]
+    assert referential.main(listed) == 0
+    single = json.loads((tmp_path / "single" / "config.json").read_text())
+    assert single["engine"] == "batched" and single["compile"] == "auto"
+    strip = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]  # noqa: E731
+    assert strip(records_of(tmp_path / "single")) == strip(records_of(tmp_path / "list" / "seed3"))
+
+
+def test_a_run_without_an_engine_in_its_config_resumes_on_the_reference_engine(tmp_path):
+    """Runs made before the engine choice were reference runs; --resume keeps them so, and an
+    extended run equals a reference run launched at the full length."""
+    common = [*TINY, "--strategy", "pbf", "--iterations-per-generation", "15", "--no-plot", "--engine", "reference"]
+    old, full = tmp_path / "old", tmp_path / "full"
+    assert referential.main([*common, "--generations", "2", "--out", str(old)]) == 0
+    config = json.loads((old / "config.json").read_text())
+    assert config.pop("engine") == "reference" and "compile" not in config
+    (old / "config.json").write_text(json.dumps(config))  # as an older version wrote it
+    assert referential.main(["--resume", str(old), "--generations", "3", "--no-plot"]) == 0
+    assert referential.main([*common, "--generations", "3", "--out", str(full)]) == 0
+    strip = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]  # noqa: E731
+    assert strip(records_of(old)) == strip(records_of(full))
+
+
 def test_seeds_write_one_run_directory_per_seed_and_one_plot(tmp_path, capsys):
     out = tmp_path / "many"
     at = TINY.index("--seed")
@@ -157,7 +185,11 @@ def test_seeds_write_one_run_directory_per_seed_and_one_plot(tmp_path, capsys):
     (["--seeds", "0-3", "--seed", "1"], "--seeds: give --seed or --seeds, not both"),
     (["--seeds", "3-1"], "--seeds 3-1: '3-1' is not a range of seeds >= 0"),
     (["--seeds", "0-99999999"], "--seeds 0-99999999: at most 4096 seeds in one process"),
-    (["--compile"], "--compile: applies to batched runs; use it with --seeds"),
+    (["--engine", "reference", "--compile"], "--compile: applies to the batched engine; this run uses --engine reference"),
+    (["--engine", "reference", "--no-compile"],
+     "--no-compile: applies to the batched engine; this run uses --engine reference"),
+    (["--engine", "reference", "--seeds", "0-1"], "--seeds: trains on the batched engine; drop --engine reference"),
+    (["--engine", "fast"], "argument --engine: invalid choice: 'fast'"),
 ])
 def test_bad_seed_lists_exit_2_before_any_work(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as info:

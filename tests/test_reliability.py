@@ -23,7 +23,7 @@ from emergent_frl.relearn import NonFiniteError, run_language, split_config
 from emergent_frl.runs import RunDirectory, atomic_write_text
 from emergent_frl.sweeps import SweepError, SweepSummary
 from games import reconstruction, referential, sweep
-from games.cli import build_parser, values_from_args
+from games.cli import build_parser
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY_ARGS = ["--n-values", "2", "3", "--vocab-size", "6", "--n-candidates", "3", "--hidden-size", "16",
@@ -49,19 +49,21 @@ def count_lines(path):
 
 
 # -- SIGKILL at a random point, then --resume ------------------------------------------------------
-def test_sigkill_at_a_random_point_then_resume_equals_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("engine", ["batched", "reference"])
+def test_sigkill_at_a_random_point_then_resume_equals_an_uninterrupted_run(tmp_path, engine):
     rng = random.Random()
     target, delay = rng.randint(1, 5), rng.uniform(0.0, 0.15)  # of 8 generations
     where = f"killed after {target} generation(s) + {delay:.3f} s"
     run = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    command = [sys.executable, "-m", "games.referential", *TINY_ARGS]
+    tiny_args = [*TINY_ARGS, "--engine", engine]
+    command = [sys.executable, "-m", "games.referential", *tiny_args]
     proc = subprocess.Popen([*command, "--out", str(run)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     # the resuming process imports torch meanwhile, then waits for its go on stdin
     waiting = ("import sys, games.referential as script; sys.stdin.readline(); "
                "sys.exit(script.main(sys.argv[1:]))")
-    resumed = subprocess.Popen([sys.executable, "-c", waiting, *TINY_ARGS, "--resume", str(run)], cwd=ROOT,
+    resumed = subprocess.Popen([sys.executable, "-c", waiting, *tiny_args, "--resume", str(run)], cwd=ROOT,
                                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     try:
@@ -90,8 +92,7 @@ def test_sigkill_at_a_random_point_then_resume_equals_an_uninterrupted_run(tmp_p
     resumed.stdin.write("go\n")
     resumed.stdin.flush()
     # meanwhile, the same run uninterrupted, in this process (same config, CPU, one thread)
-    args = build_parser("referential").parse_args(TINY_ARGS)
-    run_language(values_from_args(args, "referential"), str(tmp_path / "reference"), progress=False)
+    assert referential.main([*tiny_args, "--out", str(tmp_path / "reference")]) == 0
     reference = read_jsonl(tmp_path / "reference" / "generations.jsonl")
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from emergent_frl.agents import ReceiverOutput, SenderOutput, categorical_entropy, find_lengths
 from emergent_frl.batched.cells import StackedCell, cell_kind, stacked_linear
+from emergent_frl.batched.compiling import MaybeCompiled
 from emergent_frl.batched.layout import parameter_layout
 from emergent_frl.batched.sampling import StackedBatch, StackedSampler
 from emergent_frl.games import LanguageGame, ReconstructionGame
@@ -25,8 +26,9 @@ class BatchedGame:
     their own data (splits, samplers, evaluation sets). `slots` says where each of `games[0]`'s
     parameters lives in `leaves` (the autograd leaves, [S, ...] each); `store`/`load` copy one
     run between the stack and a game's modules. Entropy coefficients may differ per run.
-    `compile`: wrap the loss computation in `torch.compile` (True, or a mode such as
-    "reduce-overhead", which uses CUDA graphs on a GPU); off by default.
+    `compile`: wrap the loss computation in `torch.compile`: True, a mode such as "reduce-overhead"
+    (CUDA graphs on a GPU), or "auto" (compile where the backend works, else eager with a warning;
+    see `compiling.py`); off by default.
     """
 
     def __init__(self, games: Sequence[LanguageGame], *, compile: bool | str = False):
@@ -57,10 +59,7 @@ class BatchedGame:
             self.load(run, game)
         self.sampler = StackedSampler(self.games, self.device)
         self._symbols = torch.arange(first.sender.vocab_size, device=self.device)
-        self._loss = self._losses
-        if compile:
-            self._loss = torch.compile(self._losses, dynamic=False,
-                                       mode=compile if isinstance(compile, str) else None)
+        self._loss = MaybeCompiled(self._losses, compile)
 
     # -- copying between the stack and the single-run modules --------------------------------------
     @torch.no_grad()

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from emergent_frl.batched.adam import StackedAdam
+from emergent_frl.batched.compiling import compile_mode
 from emergent_frl.batched.game import BatchedGame
 from emergent_frl.batched.memory import keep_freed_memory
 from emergent_frl.relearn import (
@@ -277,6 +278,8 @@ class BatchedLanguageRuns:
                     self.failed[i] = error  # its records up to the previous generation are kept
                 self._load(i)
         if self.failed:
+            if self.n_runs == 1:
+                raise self.failed[0]
             raise NonFiniteError("; ".join(f"run {i} (seed {self.members[i].config.seed}): {e}"
                                            for i, e in sorted(self.failed.items())))
         return [m.records for m in self.members]
@@ -301,7 +304,9 @@ def run_language_batched(
     go one by one through `run_language`. `on_record(i, record)` is called for run i's records.
     Every run's directory holds what `run_language` writes (config.json with `launch`, records,
     language.json, checkpoint.pt), so each can be resumed alone. Returns the records, per run.
+    compile: see `BatchedGame` ("auto": compile where the backend works).
     """
+    compile_mode(compile)  # a bad value is an error before any work
     values_list = list(values_list)
     outs = [None] * len(values_list) if outs is None else list(outs)
     if len(outs) != len(values_list):

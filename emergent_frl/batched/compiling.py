@@ -1,0 +1,62 @@
+"""`torch.compile` for the batched loss, with an "auto" setting that falls back to eager.
+
+Why: on a CPU one run's step is a few hundred small kernels; inductor fuses the elementwise work
+and cuts the step by about a third (docs/RESULTS.md, Speed), which a hand-written backward through
+time did not. Compilation needs a working backend (a C++ compiler on CPU, Triton on CUDA), which
+not every machine has, so "auto" tries it once and otherwise trains eager with a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+import torch
+
+MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
+COMPILE_CHOICES = f"False, True, 'auto' or a torch.compile mode {list(MODES)}"
+
+
+def compile_mode(compile: bool | str) -> tuple[bool, str | None, bool]:
+    """(compile at all, torch.compile mode, fall back to eager on failure) for a `compile` value."""
+    if compile is False or compile is None:
+        return False, None, False
+    if compile is True:
+        return True, None, False
+    if compile == "auto":
+        return True, None, True
+    if compile in MODES:
+        return True, compile, False
+    raise ValueError(f"compile={compile!r}: must be {COMPILE_CHOICES}")
+
+
+class MaybeCompiled:
+    """`fn`, compiled as `compile` says. With "auto", a failure of the first (compiling) call is
+    reported once as a warning and `fn` runs eager from then on; later failures propagate."""
+
+    def __init__(self, fn: Callable[..., Any], compile: bool | str):
+        self.fn = fn
+        enabled, mode, self.fallback = compile_mode(compile)
+        self.compiled = torch.compile(fn, dynamic=False, mode=mode) if enabled else None
+        self._first = True
+
+    @property
+    def is_compiled(self) -> bool:
+        return self.compiled is not None
+
+    def __call__(self, *args: Any) -> Any:
+        if self.compiled is None:
+            return self.fn(*args)
+        if not (self._first and self.fallback):
+            return self.compiled(*args)
+        try:
+            out = self.compiled(*args)
+        except Exception as error:  # noqa: BLE001  (any backend failure: no compiler, no Triton, ...)
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            warnings.warn(f"torch.compile is not usable here ({type(error).__name__}: {first_line}); "
+                          "training eager (pass compile=False / --no-compile to skip the attempt)",
+                          RuntimeWarning, stacklevel=2)
+            self.compiled = None
+            return self.fn(*args)
+        self._first = False
+        return out

@@ -1,0 +1,125 @@
+"""torch.compile for the batched step (emergent_frl/batched/compiling.py).
+
+What is checked: the settings parse or fail naming the field; "auto" falls back to eager (with a
+warning) only when the first, compiling call fails; the compiled loss and gradients equal the eager
+ones for the same weights and batch; a compiled run is reproducible from its seed.
+"""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from emergent_frl.batched import BatchedGame, BatchedLanguageRuns, run_language_batched
+from emergent_frl.batched import compiling
+from emergent_frl.batched.compiling import MaybeCompiled, compile_mode
+from emergent_frl.relearn import RelearnConfig
+from emergent_frl.training import LanguageGameConfig, build_game, make_generator
+
+TINY = {"n_attributes": 2, "n_values": 3, "vocab_size": 4, "max_len": 2, "n_candidates": 3,
+        "hidden_size": 16, "batch_size": 16, "eval_every": 0}
+
+
+@pytest.mark.parametrize("value, expected", [
+    (False, (False, None, False)),
+    (True, (True, None, False)),
+    ("auto", (True, None, True)),
+    ("reduce-overhead", (True, "reduce-overhead", False)),
+])
+def test_compile_settings(value, expected):
+    assert compile_mode(value) == expected
+
+
+def test_a_bad_compile_setting_fails_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match=r"compile='fast': must be False, True, 'auto' or a torch.compile mode"):
+        run_language_batched([{**TINY, "iterations_per_generation": 1}], [str(tmp_path / "run")], compile="fast")
+    assert not (tmp_path / "run").exists()
+
+
+class _BrokenBackend:
+    """Stands in for torch.compile on a machine without a working backend."""
+
+    calls = 0
+
+    def __init__(self, fn, **kwargs):
+        pass
+
+    def __call__(self, *args):
+        type(self).calls += 1
+        raise RuntimeError("no C++ compiler found\nsecond line of the report")
+
+
+def test_auto_falls_back_to_eager_with_one_warning(monkeypatch):
+    monkeypatch.setattr(compiling.torch, "compile", _BrokenBackend)
+    _BrokenBackend.calls = 0
+    double = MaybeCompiled(lambda x: 2 * x, "auto")
+    with pytest.warns(RuntimeWarning, match=r"torch.compile is not usable here \(RuntimeError: no C\+\+ "
+                                            r"compiler found\); training eager"):
+        assert double(torch.tensor(3.0)).item() == 6.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert double(torch.tensor(4.0)).item() == 8.0  # eager from now on, silently
+    assert _BrokenBackend.calls == 1 and not double.is_compiled
+
+
+def test_compile_true_does_not_hide_a_broken_backend(monkeypatch):
+    monkeypatch.setattr(compiling.torch, "compile", _BrokenBackend)
+    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
+        MaybeCompiled(lambda x: 2 * x, True)(torch.tensor(1.0))
+
+
+def test_failures_after_a_successful_compiled_call_propagate(monkeypatch):
+    outcomes = iter([torch.tensor(1.0), RuntimeError("later failure")])
+
+    class Flaky:
+        def __init__(self, fn, **kwargs):
+            pass
+
+        def __call__(self, *args):
+            outcome = next(outcomes)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+
+    monkeypatch.setattr(compiling.torch, "compile", Flaky)
+    fn = MaybeCompiled(lambda x: x, "auto")
+    assert fn(torch.tensor(0.0)).item() == 1.0
+    with pytest.raises(RuntimeError, match="later failure"):
+        fn(torch.tensor(0.0))
+
+
+@pytest.mark.slow
+def test_compiled_loss_and_gradients_equal_the_eager_ones():
+    configs = [LanguageGameConfig(**{**TINY, "seed": seed}) for seed in (0, 1)]
+    eager, compiled = (BatchedGame([build_game(c) for c in configs], compile=setting) for setting in (False, True))
+    for name, leaf in eager.leaves.items():
+        with torch.no_grad():
+            compiled.leaves[name].copy_(leaf)
+    results = []
+    for game in (eager, compiled):
+        batch = game.sample([make_generator(c) for c in configs])
+        loss, stats = game.losses(batch)
+        grads = torch.autograd.grad(loss.sum(), list(game.leaves.values()), materialize_grads=True)
+        results.append((loss, stats, grads))
+    (loss_e, stats_e, grads_e), (loss_c, stats_c, grads_c) = results
+    assert compiled._loss.is_compiled
+    torch.testing.assert_close(loss_c, loss_e, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(stats_c, stats_e, rtol=1e-5, atol=1e-6)
+    for g_c, g_e in zip(grads_c, grads_e):
+        torch.testing.assert_close(g_c, g_e, rtol=1e-4, atol=1e-6)
+    assert any(g.abs().sum() > 0 for g in grads_c)
+
+
+@pytest.mark.slow
+def test_a_compiled_run_is_reproducible_from_its_seeds():
+    def run():
+        configs = [LanguageGameConfig(**{**TINY, "seed": seed, "eval_every": 20}) for seed in (0, 1)]
+        relearn = RelearnConfig(strategy="pbf", generations=2, iterations_per_generation=40)
+        runs = BatchedLanguageRuns(configs, [relearn] * 2, progress=False, compile=True)
+        plain = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # noqa: E731  (nan != nan)
+        return [[{k: plain(v) for k, v in r.items() if k != "seconds"} for r in run] for run in runs.run()]
+
+    first, second = run(), run()
+    assert first == second
+    assert first[0] != first[1]
