@@ -26,7 +26,7 @@ from typing import Any, Iterator, NoReturn, Sequence
 import torch
 
 from emergent_frl.agents import CELLS, CHANNELS
-from emergent_frl.batched import parse_seeds, run_language_batched
+from emergent_frl.batched import batch_key, parse_seeds, run_language_batched
 from emergent_frl.relearn import (
     MASKS,
     RESETS,
@@ -318,16 +318,35 @@ def values_from_args(args: argparse.Namespace, game: str) -> dict[str, Any]:
     game_config, relearn = split_config(values)
     game_config.validate()
     relearn.validate()
-    return {**game_config.to_dict(), **relearn.to_dict()}
+    values = {**game_config.to_dict(), **relearn.to_dict()}
+    if batch_key(values) is None and (args.engine == "batched" or args.compile is not None):
+        flag = "--engine batched" if args.engine == "batched" else "--compile" if args.compile else "--no-compile"
+        raise ValueError(f"{flag}: --strategy {values['strategy']} trains on the reference engine "
+                         "(its phases are not batched)")
+    return values
+
+
+def _saved_launch(args: argparse.Namespace) -> dict[str, Any]:
+    """A resumed run's config.json (empty for a new run)."""
+    if args.resume is None:
+        return {}
+    path = pathlib.Path(args.resume) / CONFIG_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def engine_from_args(args: argparse.Namespace) -> str:
     """--engine, else a resumed run's own engine, else "batched"."""
-    if args.resume is not None and args.engine is None:
-        path = pathlib.Path(args.resume) / CONFIG_FILE
-        saved = json.loads(path.read_text()) if path.is_file() else {}
-        return saved.get("engine", LEGACY_ENGINE)
+    if args.engine is None and args.resume is not None:
+        return _saved_launch(args).get("engine", LEGACY_ENGINE)
     return args.engine or "batched"
+
+
+def compile_from_args(args: argparse.Namespace) -> bool | str:
+    """--compile / --no-compile, else a resumed run's own setting, else "auto" (compile where the
+    machine can): a run resumes as it was made, so its records continue bit for bit."""
+    if args.compile is None and args.resume is not None:
+        return _saved_launch(args).get("compile", "auto")
+    return "auto" if args.compile is None else args.compile
 
 
 def saved_values(run_dir: str) -> dict[str, Any]:
@@ -375,8 +394,8 @@ def run_from_args(args: argparse.Namespace, values: dict[str, Any],
     if args.resume is not None and args.out is not None and pathlib.Path(args.out) != pathlib.Path(args.resume):
         raise ValueError(f"--out {args.out}: differs from --resume {args.resume}; give one of them")
     torch.set_num_threads(args.threads if args.threads is not None else 1)
-    engine = engine_from_args(args)
-    compile = "auto" if args.compile is None else args.compile
+    engine = engine_from_args(args) if batch_key(values) is not None else "reference"
+    compile = compile_from_args(args)
     launch = {"iterations": values["generations"] * values["iterations_per_generation"],
               "preset": args.preset, "argv": list(sys.argv[1:] if argv is None else argv), "engine": engine}
     if engine == "batched":

@@ -150,6 +150,29 @@ def test_a_single_run_trains_on_the_batched_engine_like_a_one_seed_list(tmp_path
     assert strip(records_of(tmp_path / "single")) == strip(records_of(tmp_path / "list" / "seed3"))
 
 
+def test_a_resumed_run_keeps_its_compile_setting(tmp_path):
+    """A run made with --no-compile resumes eager: its records equal the uninterrupted run's."""
+    common = [*TINY, "--strategy", "pbf", "--iterations-per-generation", "15", "--no-plot", "--no-compile"]
+    short, full = tmp_path / "short", tmp_path / "full"
+    assert referential.main([*common, "--generations", "2", "--out", str(short)]) == 0
+    assert json.loads((short / "config.json").read_text())["compile"] is False
+    assert referential.main(["--resume", str(short), "--generations", "3", "--no-plot"]) == 0
+    assert referential.main([*common, "--generations", "3", "--out", str(full)]) == 0
+    strip = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]  # noqa: E731
+    assert strip(records_of(short)) == strip(records_of(full))
+    assert json.loads((short / "config.json").read_text())["compile"] is False
+
+
+def test_iterated_learning_records_the_reference_engine(tmp_path):
+    out = tmp_path / "run"
+    assert referential.main([*TINY, "--strategy", "iterated_learning", "--generations", "2",
+                             "--iterations-per-generation", "10", "--imitation-iterations", "5",
+                             "--listener-only-iterations", "2", "--no-plot", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["engine"] == "reference" and "compile" not in config
+    assert [r["generation"] for r in records_of(out)] == [0, 1]
+
+
 def test_a_run_without_an_engine_in_its_config_resumes_on_the_reference_engine(tmp_path):
     """Runs made before the engine choice were reference runs; --resume keeps them so, and an
     extended run equals a reference run launched at the full length."""
@@ -190,6 +213,8 @@ def test_seeds_write_one_run_directory_per_seed_and_one_plot(tmp_path, capsys):
      "--no-compile: applies to the batched engine; this run uses --engine reference"),
     (["--engine", "reference", "--seeds", "0-1"], "--seeds: trains on the batched engine; drop --engine reference"),
     (["--engine", "fast"], "argument --engine: invalid choice: 'fast'"),
+    (["--strategy", "iterated_learning", "--compile"],
+     "--compile: --strategy iterated_learning trains on the reference engine"),
 ])
 def test_bad_seed_lists_exit_2_before_any_work(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as info:
