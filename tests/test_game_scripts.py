@@ -84,6 +84,11 @@ def records_of(out):
     return [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
 
 
+def timeless_records(out):
+    """The run's records without their wall times (what a seed fixes)."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records_of(out)]
+
+
 def test_single_generation_run_writes_config_record_language_and_plot(tmp_path, capsys):
     out = tmp_path / "run"
     argv = [*TINY, "--iterations", "20", "--out", str(out)]
@@ -132,8 +137,7 @@ def test_resume_with_more_generations_equals_the_longer_run(tmp_path):
     assert referential.main([*common, "--generations", "2", "--out", str(short)]) == 0
     assert referential.main(["--resume", str(short), "--generations", "3", "--no-plot"]) == 0
     assert referential.main([*common, "--generations", "3", "--out", str(full)]) == 0
-    strip = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]
-    assert strip(records_of(short)) == strip(records_of(full))
+    assert timeless_records(short) == timeless_records(full)
     assert json.loads((short / "config.json").read_text())["generations"] == 3
 
 
@@ -146,8 +150,7 @@ def test_a_single_run_trains_on_the_batched_engine_like_a_one_seed_list(tmp_path
     assert referential.main(listed) == 0
     single = json.loads((tmp_path / "single" / "config.json").read_text())
     assert single["engine"] == "batched" and single["compile"] == "auto"
-    strip = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]  # noqa: E731
-    assert strip(records_of(tmp_path / "single")) == strip(records_of(tmp_path / "list" / "seed3"))
+    assert timeless_records(tmp_path / "single") == timeless_records(tmp_path / "list" / "seed3")
 
 
 def test_a_resumed_run_keeps_its_compile_setting(tmp_path):
@@ -158,8 +161,7 @@ def test_a_resumed_run_keeps_its_compile_setting(tmp_path):
     assert json.loads((short / "config.json").read_text())["compile"] is False
     assert referential.main(["--resume", str(short), "--generations", "3", "--no-plot"]) == 0
     assert referential.main([*common, "--generations", "3", "--out", str(full)]) == 0
-    strip = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]  # noqa: E731
-    assert strip(records_of(short)) == strip(records_of(full))
+    assert timeless_records(short) == timeless_records(full)
     assert json.loads((short / "config.json").read_text())["compile"] is False
 
 
@@ -184,8 +186,7 @@ def test_a_run_without_an_engine_in_its_config_resumes_on_the_reference_engine(t
     (old / "config.json").write_text(json.dumps(config))  # as an older version wrote it
     assert referential.main(["--resume", str(old), "--generations", "3", "--no-plot"]) == 0
     assert referential.main([*common, "--generations", "3", "--out", str(full)]) == 0
-    strip = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]  # noqa: E731
-    assert strip(records_of(old)) == strip(records_of(full))
+    assert timeless_records(old) == timeless_records(full)
 
 
 def test_seeds_write_one_run_directory_per_seed_and_one_plot(tmp_path, capsys):
