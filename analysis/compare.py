@@ -15,7 +15,7 @@ from typing import Any
 
 from .curves import final_values, window_means
 from .cli import run_command
-from .runs import load_run, require_runs
+from .runs import load_run, require_runs, truncate_runs
 from .stats import format_mean_ci
 
 
@@ -59,11 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric", default="topsim", help="record key (default topsim)")
     parser.add_argument("--since", type=float, default=None, metavar="N",
                         help="compare each run's mean from --x N on instead of its final value")
-    parser.add_argument("--x", default="iteration", help="record key --since refers to (default iteration)")
+    parser.add_argument("--until", type=float, default=None, metavar="N",
+                        help="use each run's records up to --x N only (the runs as they stood at N)")
+    parser.add_argument("--x", default="iteration", help="record key --since/--until refer to (default iteration)")
     parser.add_argument("--confidence", type=float, default=0.95)
     args = parser.parse_args(argv)
     return run_command(lambda: print(paired_table(
-        [load_run(p) for p in require_runs(args.runs)], args.baseline, args.metric, since=args.since,
+        truncate_runs([load_run(p) for p in require_runs(args.runs)], args.until, args.x),
+        args.baseline, args.metric, since=args.since,
         x=args.x, confidence=args.confidence)))
 
 if __name__ == "__main__":

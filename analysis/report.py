@@ -1,7 +1,8 @@
 """`python -m analysis.report RUN_DIR ...`: a markdown table per strategy.
 
 Final value of each metric (last generation of each run), mean +- 95 % CI over seeds, number of seeds.
-With `--since N`, also each run's mean over its records from iteration N on (then mean +- CI over seeds).
+With `--since N`, also each run's mean over its records from iteration N on (then mean +- CI over seeds);
+with `--until N`, the runs as they stood at iteration N.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 
 from .curves import final_values, window_means
 from .cli import run_command
-from .runs import load_run, require_runs
+from .runs import load_run, require_runs, truncate_runs
 from .stats import format_mean_ci
 
 DEFAULT_METRICS = ("accuracy", "topsim")
@@ -43,10 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--since", type=float, default=None, metavar="N",
                         help="also report each run's mean from --x N on (e.g. the second half of training)")
-    parser.add_argument("--x", default="iteration", help="record key --since refers to (default iteration)")
+    parser.add_argument("--until", type=float, default=None, metavar="N",
+                        help="use each run's records up to --x N only (the runs as they stood at N)")
+    parser.add_argument("--x", default="iteration", help="record key --since/--until refer to (default iteration)")
     args = parser.parse_args(argv)
     return run_command(lambda: print(markdown_table(
-        [load_run(p) for p in require_runs(args.runs)], args.metric or DEFAULT_METRICS, args.confidence,
+        truncate_runs([load_run(p) for p in require_runs(args.runs)], args.until, args.x),
+        args.metric or DEFAULT_METRICS, args.confidence,
         since=args.since, x=args.x)))
 
 if __name__ == "__main__":

@@ -49,6 +49,15 @@ def load_run(path: str | os.PathLike) -> dict[str, Any]:
     return {"path": path, "config": config, "records": records}
 
 
+def truncate_runs(runs: list[dict[str, Any]], until: float | None, x: str = "iteration") -> list[dict[str, Any]]:
+    """The runs as they stood at `x` = `until`: each keeps its records with x <= until (all when
+    `until` is None), so a long run can be compared with shorter ones at their length."""
+    if until is None:
+        return runs
+    return [{**run, "records": [r for r in run["records"] if r.get(x) is not None and r[x] <= until]}
+            for run in runs]
+
+
 def run_label(run: dict[str, Any]) -> str:
     """The group a run belongs to in plots and reports: its strategy (plus game kind if mixed)."""
     config = run["config"]

@@ -11,7 +11,7 @@ from scipy import stats
 
 from analysis.curves import aggregate_curves, final_values
 from analysis.report import markdown_table
-from analysis.runs import find_runs, load_run, load_table
+from analysis.runs import find_runs, load_run, load_table, truncate_runs
 from analysis.stats import mean_ci
 
 
@@ -87,6 +87,20 @@ def test_report_window_means_from_a_generation_on(sweep):
     half = stats.t.ppf(0.975, 1) * np.std([0.65, 0.45], ddof=1) / np.sqrt(2)
     assert lines[2].endswith(f"| 0.550 ± {half:.3f} |")  # seeds' means of generations 1-2: 0.65, 0.45
     assert lines[3] == "| pbf | 1 | 0.800 | 0.800 |"
+
+
+def test_until_reports_the_runs_as_they_stood_then(sweep, capsys):
+    runs = [load_run(p) for p in find_runs([sweep])]
+    early = truncate_runs(runs, 1, x="generation")
+    assert final_values(early, "topsim") == {"no_reset": [0.6, 0.4], "pbf": [0.8]}
+    assert [len(r["records"]) for r in runs] == [3, 3, 2]  # the loaded runs are left as they were
+    assert truncate_runs(runs, None) is runs
+    from analysis import compare, report
+
+    assert report.main([str(sweep), "--metric", "topsim", "--until", "0", "--x", "generation"]) == 0
+    assert "| no_reset | 2 | 0.400 ± " in capsys.readouterr().out
+    assert compare.main([str(sweep), "--until", "0", "--x", "generation"]) == 0
+    assert "| pbf | 1 | -0.300 |" in capsys.readouterr().out  # pbf 0.2 - no_reset 0.5, seed 0, generation 0
 
 
 def test_load_table_rows(sweep):
