@@ -1,4 +1,4 @@
-"""Batched runs (emergent_frl/batched.py): S runs of one shape as one computation.
+"""Batched runs (emergent_frl/batched/): S runs of one shape as one computation.
 
 What is checked: each run's loss and gradients equal the unbatched game's for the same weights and
 random stream; each run consumes exactly its single-run random stream; the stacked Adam is torch's
@@ -22,9 +22,8 @@ from emergent_frl.batched import (
 from emergent_frl.relearn import EVALUATIONS_FILE, LanguageRun, NonFiniteError, run_language, split_config
 from emergent_frl.runs import RunDirectory
 from emergent_frl.training import LanguageGameConfig, build_game, make_generator
+from tiny_configs import TINY
 
-TINY = {"n_attributes": 2, "n_values": 3, "vocab_size": 4, "max_len": 2, "n_candidates": 3,
-        "hidden_size": 16, "batch_size": 16, "eval_every": 0}
 
 
 def tiny(**overrides):

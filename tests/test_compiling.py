@@ -16,9 +16,8 @@ from emergent_frl.batched import compiling
 from emergent_frl.batched.compiling import MaybeCompiled, compile_mode
 from emergent_frl.relearn import RelearnConfig
 from emergent_frl.training import LanguageGameConfig, build_game, make_generator
+from tiny_configs import TINY
 
-TINY = {"n_attributes": 2, "n_values": 3, "vocab_size": 4, "max_len": 2, "n_candidates": 3,
-        "hidden_size": 16, "batch_size": 16, "eval_every": 0}
 
 
 @pytest.mark.parametrize("value, expected", [

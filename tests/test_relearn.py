@@ -16,9 +16,8 @@ from emergent_frl.relearn import (
 )
 from emergent_frl.runs import RunDirectory
 from emergent_frl.training import ConfigError, LanguageGameConfig, build_game
+from tiny_configs import TINY
 
-TINY = {"n_attributes": 2, "n_values": 3, "vocab_size": 4, "max_len": 2, "n_candidates": 3,
-        "hidden_size": 16, "batch_size": 16, "eval_every": 0}
 
 REQUIRED = {"generation", "iteration", "strategy", "seed", "accuracy", "sender_entropy", "topsim",
             "topsim_after_forgetting", "posdis", "bosdis"}

@@ -24,13 +24,12 @@ from emergent_frl.runs import RunDirectory, atomic_write_text
 from emergent_frl.sweeps import SweepError, SweepSummary
 from games import reconstruction, referential, sweep
 from games.cli import build_parser
+from tiny_configs import TINY
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY_ARGS = ["--n-values", "2", "3", "--vocab-size", "6", "--n-candidates", "3", "--hidden-size", "16",
              "--batch-size", "8", "--strategy", "pbf", "--generations", "8", "--iterations-per-generation",
              "40", "--eval-every", "20", "--threads", "1", "--no-plot", "--no-progress"]
-TINY = {"n_attributes": 2, "n_values": 3, "vocab_size": 4, "max_len": 2, "n_candidates": 3,
-        "hidden_size": 16, "batch_size": 16, "eval_every": 0}
 
 
 def without_seconds(records):
