@@ -310,8 +310,7 @@ def values_from_args(args: argparse.Namespace, game: str) -> dict[str, Any]:
                              "--resume OUT/seedS, or launch the seeds with python -m games.sweep")
     engine = engine_from_args(args)
     if engine != "batched" and args.compile is not None:
-        flag = "--compile" if args.compile else "--no-compile"
-        raise ValueError(f"{flag}: applies to the batched engine; this run uses --engine {engine}")
+        raise ValueError(f"{compile_flag(args)}: applies to the batched engine; this run uses --engine {engine}")
     if engine != "batched" and args.seeds is not None:
         raise ValueError("--seeds: trains on the batched engine; drop --engine reference, or run "
                          "the seeds one by one (python -m games.sweep)")
@@ -320,18 +319,28 @@ def values_from_args(args: argparse.Namespace, game: str) -> dict[str, Any]:
     relearn.validate()
     values = {**game_config.to_dict(), **relearn.to_dict()}
     if batch_key(values) is None and (args.engine == "batched" or args.compile is not None):
-        flag = "--engine batched" if args.engine == "batched" else "--compile" if args.compile else "--no-compile"
+        flag = "--engine batched" if args.engine == "batched" else compile_flag(args)
         raise ValueError(f"{flag}: --strategy {values['strategy']} trains on the reference engine "
                          "(its phases are not batched)")
     return values
 
 
+def compile_flag(args: argparse.Namespace) -> str:
+    """The compile flag as given, for error messages."""
+    return "--compile" if args.compile else "--no-compile"
+
+
+def saved_config(run_dir: str) -> dict[str, Any]:
+    """An existing run's config.json, whole (config fields and launch details)."""
+    path = pathlib.Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ValueError(f"--resume: {run_dir} holds no {CONFIG_FILE}; is it a run directory?")
+    return json.loads(path.read_text())
+
+
 def _saved_launch(args: argparse.Namespace) -> dict[str, Any]:
     """A resumed run's config.json (empty for a new run)."""
-    if args.resume is None:
-        return {}
-    path = pathlib.Path(args.resume) / CONFIG_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return {} if args.resume is None else saved_config(args.resume)
 
 
 def engine_from_args(args: argparse.Namespace) -> str:
@@ -351,12 +360,8 @@ def compile_from_args(args: argparse.Namespace) -> bool | str:
 
 def saved_values(run_dir: str) -> dict[str, Any]:
     """The config fields of an existing run (launch details such as argv dropped)."""
-    path = pathlib.Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise ValueError(f"--resume: {run_dir} holds no {CONFIG_FILE}; is it a run directory?")
-    saved = json.loads(path.read_text())
     known = set(_known_fields())
-    return {k: v for k, v in saved.items() if k in known}
+    return {k: v for k, v in saved_config(run_dir).items() if k in known}
 
 
 # -- one run -----------------------------------------------------------------------------------
@@ -402,8 +407,11 @@ def run_from_args(args: argparse.Namespace, values: dict[str, Any],
         launch["compile"] = compile
     progress = args.progress is not False
     if args.seeds is not None or engine == "batched":
-        seeds = parse_seeds(args.seeds) if args.seeds is not None else [values["seed"]]
-        outs = [str(pathlib.Path(out) / f"seed{seed}") for seed in seeds] if args.seeds is not None else [out]
+        if args.seeds is not None:
+            seeds = parse_seeds(args.seeds)
+            outs = [str(pathlib.Path(out) / f"seed{seed}") for seed in seeds]
+        else:
+            seeds, outs = [values["seed"]], [out]
         per_seed = run_language_batched(
             [{**values, "seed": seed} for seed in seeds], outs, resume=args.resume is not None,
             progress=progress, on_record=lambda i, record: print(_summary(record), flush=True),
