@@ -51,8 +51,10 @@ def count_lines(path):
 @pytest.mark.parametrize("engine", ["batched", "reference"])
 def test_sigkill_at_a_random_point_then_resume_equals_an_uninterrupted_run(tmp_path, engine):
     rng = random.Random()
-    target, delay = rng.randint(1, 5), rng.uniform(0.0, 0.15)  # of 8 generations
-    where = f"killed after {target} generation(s) + {delay:.3f} s"
+    # Killed at a random point inside generation target + 1 (of 8): after `target` records, a random
+    # fraction of the time the last generation took. A fixed delay could outlast the batched
+    # engine's few-millisecond generations and land after the last record.
+    target, fraction = rng.randint(2, 6), rng.uniform(0.0, 0.8)
     run = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     tiny_args = [*TINY_ARGS, "--engine", engine]
@@ -67,10 +69,16 @@ def test_sigkill_at_a_random_point_then_resume_equals_an_uninterrupted_run(tmp_p
                                text=True)
     try:
         deadline = time.monotonic() + 90
-        while count_lines(run / "generations.jsonl") < target:
+        seen, written_at = 0, []  # when each new record count was first seen
+        while seen < target or len(written_at) < 2:
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "the run wrote no generation in time"
+            now = count_lines(run / "generations.jsonl")
+            if now > seen:
+                seen, written_at = now, [*written_at, time.monotonic()]
             time.sleep(0.002)
+        delay = fraction * (written_at[-1] - written_at[-2])  # the last generation's duration
+        where = f"killed after {target} generation(s) + {delay:.3f} s"
         time.sleep(delay)
         assert proc.poll() is None, f"the run finished before the kill ({where}); nothing was tested"
         os.kill(proc.pid, signal.SIGKILL)
