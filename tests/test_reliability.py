@@ -52,12 +52,14 @@ def count_lines(path):
 def test_sigkill_at_a_random_point_then_resume_equals_an_uninterrupted_run(tmp_path, engine):
     rng = random.Random()
     # Killed at a random point inside generation target + 1 (of 8): after `target` records, a random
-    # fraction of the time the last generation took. A fixed delay could outlast the batched
-    # engine's few-millisecond generations and land after the last record.
-    target, fraction = rng.randint(2, 6), rng.uniform(0.0, 0.8)
+    # fraction of the shortest generation seen so far. Not a fixed delay and not the last generation's
+    # duration: the first generations include compiling (over 1 s on the batched engine, then ~0.1 s
+    # each), so either could outlast the remaining generations and land after the run ended.
+    target, fraction = rng.randint(3, 6), rng.uniform(0.0, 0.8)
     run = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    tiny_args = [*TINY_ARGS, "--engine", engine]
+    # 200 iterations make every generation ~0.1 s on either engine, a window a loaded machine can hit
+    tiny_args = [*TINY_ARGS, "--iterations-per-generation", "200", "--eval-every", "100", "--engine", engine]
     command = [sys.executable, "-m", "games.referential", *tiny_args]
     proc = subprocess.Popen([*command, "--out", str(run)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -77,7 +79,8 @@ def test_sigkill_at_a_random_point_then_resume_equals_an_uninterrupted_run(tmp_p
             if now > seen:
                 seen, written_at = now, [*written_at, time.monotonic()]
             time.sleep(0.002)
-        delay = fraction * (written_at[-1] - written_at[-2])  # the last generation's duration
+        shortest = min(later - earlier for earlier, later in zip(written_at, written_at[1:]))
+        delay = fraction * shortest
         where = f"killed after {target} generation(s) + {delay:.3f} s"
         time.sleep(delay)
         assert proc.poll() is None, f"the run finished before the kill ({where}); nothing was tested"
