@@ -274,17 +274,64 @@ def test_missing_and_malformed_image_folder_errors(tmp_path):
         check_image_folder(tmp_path)
 
 
-@needs_torchvision
-def test_image_folder_tree_trains_end_to_end(tmp_path):
+def write_image_folder(root, splits=("train", "test"), classes=("cat", "dog"), per_class=4):
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for split in ("train", "test"):
-        for cls in ("cat", "dog"):
-            (tmp_path / split / cls).mkdir(parents=True)
-            for i in range(4):
+    for split in splits:
+        for cls in classes:
+            (root / split / cls).mkdir(parents=True)
+            for i in range(per_class):
                 pixels = rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(tmp_path / split / cls / f"{i}.png")
+                Image.fromarray(pixels).save(root / split / cls / f"{i}.png")
+
+
+@needs_torchvision
+def test_image_file_augmentation_is_fixed_by_the_seed_whatever_the_workers(tmp_path):
+    from emergent_frl.vision.datasets import file_transforms
+    from emergent_frl.vision.splits import LoaderSplit
+
+    write_image_folder(tmp_path, splits=("train",))
+    datasets = import_torchvision("image files").datasets
+    train_view, eval_view = (datasets.ImageFolder(str(tmp_path / "train"), transform=t)
+                             for t in file_transforms(16, augment=True))
+
+    def epoch(workers, seed):
+        split = LoaderSplit(train_view, eval_view, workers=workers)
+        return [b for b in split.batches(3, train=True, generator=torch.Generator().manual_seed(seed))]
+
+    global_state = torch.get_rng_state()
+    in_process = epoch(0, seed=5)
+    assert torch.equal(torch.get_rng_state(), global_state)  # augmentation leaves the caller's RNG alone
+    assert [x.shape[0] for x, _ in in_process] == [3, 3, 2]
+    with_workers = epoch(2, seed=5)
+    for (x0, y0), (x2, y2) in zip(in_process, with_workers, strict=True):
+        assert torch.equal(x0, x2) and torch.equal(y0, y2)
+    other_epoch = epoch(0, seed=6)
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(in_process, other_epoch))
+    # the same examples are still all there once per epoch
+    assert sorted(torch.cat([y for _, y in other_epoch]).tolist()) == [0] * 4 + [1] * 4
+
+
+@needs_torchvision
+def test_loader_split_keeps_its_worker_processes_across_epochs(tmp_path):
+    from emergent_frl.vision.datasets import file_transforms
+    from emergent_frl.vision.splits import LoaderSplit
+
+    write_image_folder(tmp_path, splits=("train",))
+    datasets = import_torchvision("image files").datasets
+    views = [datasets.ImageFolder(str(tmp_path / "train"), transform=t) for t in file_transforms(16, augment=True)]
+    split = LoaderSplit(*views, workers=1)
+    first = [x for x, _ in split.batches(4, train=True, generator=torch.Generator().manual_seed(0))]
+    workers = split._loaders[(True, 4)]._iterator._workers
+    second = [x for x, _ in split.batches(4, train=True, generator=torch.Generator().manual_seed(1))]
+    assert split._loaders[(True, 4)]._iterator._workers == workers and workers[0].is_alive()
+    assert not torch.equal(first[0], second[0])
+
+
+@needs_torchvision
+def test_image_folder_tree_trains_end_to_end(tmp_path):
+    write_image_folder(tmp_path)
     data_config = DataConfig("imagefolder", data_root=str(tmp_path), image_size=16, val_fraction=0.25, workers=0)
     data = load_data(data_config)
     assert data.sizes() == {"train": 6, "val": 2, "test": 8} and data.num_classes == 2
@@ -327,6 +374,21 @@ def test_resume_after_fewer_generations_equals_uninterrupted_run(tmp_path, strat
     assert [r["generation"] for r in resumed] == [0, 1, 2]
     assert strip_seconds(resumed) == strip_seconds(uninterrupted)
     assert json.loads((part / "config.json").read_text())["generations"] == 3
+
+
+@needs_torchvision
+def test_image_file_run_resumes_identically(tmp_path):
+    # augmentation of image files (RandomResizedCrop, flip) is seeded per example, not drawn from
+    # the global RNG, so the generation after a restart sees the same crops as uninterrupted
+    write_image_folder(tmp_path / "images")
+    args = ["--dataset", "imagefolder", "--data-root", str(tmp_path / "images"), "--image-size", "16",
+            "--val-fraction", "0.25", "--width", "4", "--epochs", "1", "--batch-size", "3", "--workers", "0",
+            "--strategy", "llf", "--quiet"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert image_classification.main(args + ["--generations", "2", "--out", str(full)]) == 0
+    assert image_classification.main(args + ["--generations", "1", "--out", str(part)]) == 0
+    assert image_classification.main(["--resume", str(part), "--generations", "2", "--quiet"]) == 0
+    assert strip_seconds(read_records(part)) == strip_seconds(read_records(full))
 
 
 def test_long_baseline_resumes_mid_schedule_identically(tmp_path):

@@ -6,7 +6,9 @@ Two kinds share one method, `batches(batch_size, train=..., generator=...)`:
   done on the whole batch at once, so there is no DataLoader or worker overhead. All randomness is
   drawn on the CPU from the given generator, so a seed gives the same batches on any device.
 - `LoaderSplit`: image files through a torch DataLoader (pinned memory on CUDA, worker processes),
-  with separate train-time and eval-time transforms.
+  with separate train-time and eval-time transforms. Every training item is transformed under its
+  own seed drawn from the given generator, so here too a seed fixes the batches, whatever the
+  number of workers.
 """
 
 from __future__ import annotations
@@ -92,9 +94,48 @@ class TensorSplit:
         return self._prepare(self.images, False, None)
 
 
+class SeededViews(torch.utils.data.Dataset):
+    """Indexed by (example, seed): the transforms of `dataset[example]` draw from torch's global RNG,
+    so each item is made inside `fork_rng` seeded with its own seed. Augmentation then depends on
+    (run seed, epoch, example) only: not on the worker count, nor on which worker loads an item, and
+    the caller's global RNG is left untouched."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        example, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[example]
+
+
+class EpochOrder(torch.utils.data.Sampler):
+    """A training epoch: a shuffled order and one augmentation seed per example, both drawn from
+    the generator set for that epoch (the trainer derives it from seed, generation and epoch)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.generator: torch.Generator | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=self.generator)
+        seeds = torch.randint(0, 2 ** 62, (self.n,), generator=self.generator)
+        return zip(order.tolist(), seeds.tolist())
+
+
 class LoaderSplit:
     """Image files through a DataLoader: `train_dataset` (augmenting transforms) for training,
-    `eval_dataset` (deterministic transforms) for evaluation; both index the same examples."""
+    `eval_dataset` (deterministic transforms) for evaluation; both index the same examples.
+
+    The loaders are built once and their worker processes live as long as the split (rather than
+    being started again every epoch); each epoch only sets the sampler's generator."""
 
     def __init__(self, train_dataset, eval_dataset, *, device: torch.device | str = "cpu", workers: int = 4):
         if len(train_dataset) != len(eval_dataset):
@@ -103,17 +144,29 @@ class LoaderSplit:
         self.eval_dataset = eval_dataset
         self.device = torch.device(device)
         self.workers = workers
+        self._train_order = EpochOrder(len(train_dataset))
+        self._loaders: dict[tuple[bool, int], torch.utils.data.DataLoader] = {}
 
     def __len__(self) -> int:
         return len(self.eval_dataset)
 
+    def _loader(self, batch_size: int, train: bool) -> torch.utils.data.DataLoader:
+        key = (train, batch_size)
+        if key not in self._loaders:
+            # a generator of its own: the loader draws its workers' base seed from it, which would
+            # otherwise come from (and advance) the global RNG; items are seeded by SeededViews anyway
+            options = dict(batch_size=batch_size, num_workers=self.workers, drop_last=False,
+                           pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0,
+                           generator=torch.Generator().manual_seed(0))
+            self._loaders[key] = (
+                torch.utils.data.DataLoader(SeededViews(self.train_dataset), sampler=self._train_order, **options)
+                if train else torch.utils.data.DataLoader(self.eval_dataset, shuffle=False, **options))
+        return self._loaders[key]
+
     def batches(self, batch_size: int, *, train: bool = False, generator: torch.Generator | None = None) -> Iterator[Batch]:
-        loader = torch.utils.data.DataLoader(
-            self.train_dataset if train else self.eval_dataset, batch_size=batch_size, shuffle=train,
-            generator=generator if train else None, num_workers=self.workers,
-            pin_memory=self.device.type == "cuda", drop_last=False,
-            persistent_workers=False)
-        for images, labels in loader:
+        if train:
+            self._train_order.generator = generator
+        for images, labels in self._loader(batch_size, train):
             if train and images.shape[0] < 2 and len(self) > 1:
                 break
             yield (images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True))
