@@ -28,6 +28,7 @@ import json
 import multiprocessing
 import os
 import pathlib
+import socket
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -199,6 +200,23 @@ class LocalBackend:
             self.pool = None
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds when a `host:port` Ray address answers nothing: `ray.init` itself keeps
+    retrying for about 100 s before it gives up. 'auto' (the cluster running on this machine) and
+    'local' (a new one) are left to Ray."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SweepError(f"--address {address}: expected 'auto', 'local', HOST:PORT or ray://HOST:PORT "
+                         f"(port 1..65535)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise SweepError(f"--address {address}: cannot reach a Ray cluster there "
+                         f"({error.strerror or error}); is `ray start --head` running?") from None
+
+
 class RayBackend:
     """Ray tasks (`num_cpus=threads` each) on the cluster at `address` ('auto': the running one),
     or on a local Ray instance with `workers` CPUs when no address is given. Joins an already
@@ -212,6 +230,8 @@ class RayBackend:
         self.ray = ray
         self.started = not ray.is_initialized()
         if self.started:
+            if address is not None:
+                check_reachable(address)
             try:
                 if address is None:
                     ray.init(num_cpus=workers, log_to_driver=False)

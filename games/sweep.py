@@ -207,7 +207,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--backend", choices=BACKENDS, default="local",
                         help="local: process pool on this machine (default); ray: Ray tasks")
     parser.add_argument("--address", default=None,
-                        help="ray: cluster address ('auto': the running cluster); default: start a local Ray")
+                        help="ray: cluster address, HOST:PORT, ray://HOST:PORT or 'auto' (the cluster running here); "
+                             "an address that answers nothing fails in seconds; default: start a local Ray")
     parser.add_argument("--workers", type=int, default=None,
                         help="local: parallel runs (default: CPU cores / --threads); "
                              "ray without --address: CPUs of the local Ray instance")

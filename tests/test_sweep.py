@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import socket
 import time
 
 import pytest
@@ -269,3 +270,28 @@ def test_ray_backend_on_a_local_two_cpu_ray_instance(tmp_path, capsys):
     assert disk_records(out / runs[-1].name) == disk_records(reference)  # same records as a local run
     assert sweep.main([grid, "--out", str(out), "--backend", "ray"]) == 0  # all finished: Ray not even started
     assert "0 finished, 4 skipped, 0 failed" in capsys.readouterr().out
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:  # a port that was just free: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("address, needle", [
+    ("127.0.0.1:{port}", "cannot reach a Ray cluster there"),
+    ("ray://127.0.0.1:{port}", "cannot reach a Ray cluster there"),
+    ("localhost", "expected 'auto', 'local', HOST:PORT or ray://HOST:PORT"),
+    ("127.0.0.1:99999", "expected 'auto', 'local', HOST:PORT or ray://HOST:PORT (port 1..65535)"),
+])
+def test_ray_address_that_answers_nothing_fails_in_seconds(tmp_path, capsys, address, needle):
+    pytest.importorskip("ray", reason='Ray is not installed (pip install -e ".[dist]")')
+    address = address.format(port=closed_port())
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as info:
+        sweep.main([write_grid(tmp_path, tiny_spec()), "--out", str(tmp_path / "o"), "--backend", "ray",
+                    "--address", address])
+    assert info.value.code == 2 and time.monotonic() - started < 30  # ray.init alone would wait ~100 s
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and f"--address {address}" in line and needle in line
+    assert not (tmp_path / "o").exists()
