@@ -13,6 +13,9 @@ never a home-made scheduler:
   so the analysis commands read the whole tree: `python -m analysis.plot OUT --x iteration`.
 - Re-launching skips finished runs (records reach `generations`) and resumes unfinished ones from
   their checkpoint; a directory holding a run with other settings stops the sweep before any work.
+- On the batched engine (the default, as in the game scripts) the runs that share a game shape
+  (`batch_key`) are trained together, up to `batch` runs per worker task, split so that every
+  worker gets work; iterated_learning runs, and runs started on the reference engine, train alone.
 - A failed run is reported with its error. Crashes (a killed worker, an OSError, any unexpected
   exception) are retried up to `retries` times, each retry resuming from the last checkpoint; bad
   input (ValueError) and diverged runs (NonFiniteError) are deterministic and are not retried.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import json
+import math
 import multiprocessing
 import os
 import pathlib
@@ -35,10 +39,15 @@ from dataclasses import dataclass, field
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
+from emergent_frl.batched import ENGINES, LEGACY_ENGINE, DivergedRuns, batch_key, run_language_batched
+from emergent_frl.batched.compiling import compile_mode
 from emergent_frl.relearn import NonFiniteError, run_language, split_config
 from emergent_frl.runs import CHECKPOINT_FILE, CONFIG_FILE, RECORDS_FILE, atomic_write_text, to_jsonable
 
 BACKENDS = ("local", "ray")
+# A finished task's results: one per run, or one failure for the whole task (its worker died).
+TaskResult = list[dict[str, Any]] | dict[str, Any]
+DEFAULT_BATCH = 16  # runs per batch: where a CPU core's batched runs come closest to its matmul peak
 SWEEP_FILE = "sweep.json"
 DIST_HINT = 'pip install -e ".[dist]"'
 # Keys that may differ between a run directory's config.json and the sweep's config of that run:
@@ -148,7 +157,7 @@ def run_one(name: str, config: dict[str, Any], path: str, threads: int = 1) -> d
             return {"ok": True, "skipped": True, "generations": _count_records(pathlib.Path(path)),
                     "seconds": time.perf_counter() - started}
         records = run_language(config, path, resume=state == "partial", progress=False,
-                               launch={"sweep_run": name})
+                               launch={"sweep_run": name, "engine": "reference"})
         return {"ok": True, "skipped": False, "generations": len(records),
                 "seconds": time.perf_counter() - started}
     except (ValueError, NonFiniteError) as error:  # bad input or divergence: the same every time
@@ -157,13 +166,67 @@ def run_one(name: str, config: dict[str, Any], path: str, threads: int = 1) -> d
         return _failure(error, retry=True, tb=traceback.format_exc())
 
 
-# -- backends: submit a run, wait for any to finish ----------------------------------------------
+def run_batch(names: list[str], configs: list[dict[str, Any]], paths: list[str], threads: int = 1,
+              compile: bool | str = "auto") -> list[dict[str, Any]]:
+    """Run (or resume, or skip) runs of one shape as one batch on the batched engine; never raises:
+    returns one `run_one`-style result per run. Runs interrupted earlier resume together, new runs
+    start together; a run that diverges fails alone, the others finish."""
+    started = time.perf_counter()
+    results: list[dict[str, Any] | None] = [None] * len(names)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        states = [run_state(path, config) for path, config in zip(paths, configs)]
+        for i, state in enumerate(states):
+            if state == "finished":
+                results[i] = {"ok": True, "skipped": True, "generations": _count_records(pathlib.Path(paths[i])),
+                              "seconds": 0.0}
+        for state in ("partial", "new"):
+            members = [i for i, s in enumerate(states) if s == state]
+            if not members:
+                continue
+            launches = [{"sweep_run": names[i], "engine": "batched", "compile": compile} for i in members]
+            try:
+                run_language_batched([configs[i] for i in members], [paths[i] for i in members],
+                                     resume=state == "partial", progress=False, launch=launches, compile=compile)
+                diverged: dict[int, NonFiniteError] = {}
+            except DivergedRuns as error:
+                diverged = error.errors
+            except NonFiniteError as error:  # a batch of one
+                diverged = {0: error}
+            for j, i in enumerate(members):
+                error = diverged.get(j)
+                results[i] = (_failure(error, retry=False, tb="".join(traceback.format_exception(error)))
+                              if error is not None else
+                              {"ok": True, "skipped": False, "generations": _count_records(pathlib.Path(paths[i])),
+                               "seconds": time.perf_counter() - started})
+        return results  # type: ignore[return-value]
+    except Exception as error:  # noqa: BLE001 - every run not done yet fails with it
+        failure = _failure(error, retry=not isinstance(error, ValueError), tb=traceback.format_exc())
+        return [result or failure for result in results]
+
+
+def run_task(engine: str, names: list[str], configs: list[dict[str, Any]], paths: list[str],
+             threads: int = 1, compile: bool | str = "auto") -> list[dict[str, Any]]:
+    """One worker task: a single run on the reference engine, or a batch on the batched engine."""
+    if engine == "reference":
+        return [run_one(name, config, path, threads) for name, config, path in zip(names, configs, paths)]
+    return run_batch(names, configs, paths, threads, compile)
+
+
+# -- backends: submit a task, wait for any to finish ----------------------------------------------
 class LocalBackend:
     """A `concurrent.futures.ProcessPoolExecutor` (spawn) with `workers` processes on this machine."""
 
     def __init__(self, workers: int):
         self.workers = workers
         self.pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    @property
+    def slots(self) -> int:
+        """How many tasks run at once."""
+        return self.workers
 
     def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
@@ -178,13 +241,13 @@ class LocalBackend:
             if self.pool is None:
                 self.pool = self._new_pool()
             try:
-                return self.pool.submit(run_one, *args)
+                return self.pool.submit(run_task, *args)
             except BrokenProcessPool:  # a worker died: start a new pool
                 self.pool.shutdown(wait=False, cancel_futures=True)
                 self.pool = None
         raise RuntimeError("could not start a process pool")
 
-    def wait(self, handles: list) -> list[tuple[Any, dict[str, Any]]]:
+    def wait(self, handles: list) -> list[tuple[Any, TaskResult]]:
         done, _ = concurrent.futures.wait(handles, return_when=concurrent.futures.FIRST_COMPLETED)
         out = []
         for future in done:
@@ -240,13 +303,18 @@ class RayBackend:
             except (ConnectionError, RuntimeError, ValueError) as error:
                 raise SweepError(f"--address {address}: cannot reach a Ray cluster "
                                  f"({str(error).strip().splitlines()[0] if str(error).strip() else error!r})") from None
-        self.task = ray.remote(num_cpus=threads, max_retries=0)(run_one)
+        self.task = ray.remote(num_cpus=threads, max_retries=0)(run_task)
         self.threads = threads
+
+    @property
+    def slots(self) -> int:
+        """How many tasks the cluster runs at once (its CPUs / threads per task)."""
+        return max(1, int(self.ray.cluster_resources().get("CPU", 1)) // self.threads)
 
     def submit(self, *args):
         return self.task.remote(*args)
 
-    def wait(self, handles: list) -> list[tuple[Any, dict[str, Any]]]:
+    def wait(self, handles: list) -> list[tuple[Any, TaskResult]]:
         ready, _ = self.ray.wait(list(handles), num_returns=1)
         out = []
         for ref in ready:
@@ -296,13 +364,61 @@ def check_sweep(runs: list[SweepRun], out: str | os.PathLike) -> tuple[list[Swee
     return validated, states
 
 
+@dataclass(frozen=True)
+class Task:
+    """What one worker trains: one run on the reference engine, or runs of one shape as a batch."""
+
+    engine: str
+    runs: tuple[SweepRun, ...]
+
+
+def run_engine(path: pathlib.Path, config: dict[str, Any], state: str, engine: str) -> str:
+    """The engine `config`'s run trains on: the sweep's for a new run, its own for a started one
+    (config.json's "engine"; runs started before sweeps had engines are reference runs), and the
+    reference engine for strategies that are not batched."""
+    if batch_key(config) is None:
+        return "reference"
+    if state == "new":
+        return engine
+    try:
+        saved = json.loads((path / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        saved = {}
+    return saved.get("engine", LEGACY_ENGINE) if isinstance(saved, dict) else LEGACY_ENGINE
+
+
+def plan_tasks(todo: list[SweepRun], out: pathlib.Path, states: dict[str, str], engine: str,
+               batch: int, slots: int) -> list[Task]:
+    """Batches first (runs of one `batch_key`, split into near-equal parts of at most `batch` runs,
+    and into enough parts that `slots` workers all get work), then the runs that train alone."""
+    alone, groups = [], {}
+    for run in todo:
+        if run_engine(out / run.name, run.config, states[run.name], engine) == "reference":
+            alone.append(Task("reference", (run,)))
+        else:
+            groups.setdefault(batch_key(run.config), []).append(run)
+    tasks = []
+    for members in groups.values():
+        parts = min(len(members), max(math.ceil(len(members) / batch), math.ceil(slots / len(groups))))
+        size, extra = divmod(len(members), parts)
+        start = 0
+        for k in range(parts):
+            stop = start + size + (k < extra)
+            tasks.append(Task("batched", tuple(members[start:stop])))
+            start = stop
+    return tasks + alone
+
+
 def run_sweep(runs: list[SweepRun], out: str | os.PathLike, *, backend: str = "local",
               workers: int | None = None, address: str | None = None, retries: int = 2,
-              threads: int = 1, log: Callable[[str], None] | None = print,
+              threads: int = 1, engine: str = "batched", batch: int = DEFAULT_BATCH,
+              compile: bool | str = "auto", log: Callable[[str], None] | None = print,
               spec: dict[str, Any] | None = None) -> SweepSummary:
     """Run every run not yet finished; return who finished, was skipped, or failed (and why).
 
     `retries`: extra attempts of a run that crashed (each resumes from its checkpoint).
+    `engine`: "batched" (runs of one shape train together, at most `batch` per task; `compile` as
+    in the game scripts) or "reference" (every run alone, as `run_language`).
     `spec`: the grid the runs came from, stored in OUT/sweep.json with the outcome.
     """
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -311,6 +427,11 @@ def run_sweep(runs: list[SweepRun], out: str | os.PathLike, *, backend: str = "l
         raise SweepError(f"--threads {threads}: must be an integer >= 1")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise SweepError(f"--workers {workers}: must be an integer >= 1")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise SweepError(f"--batch {batch}: must be an integer >= 1")
+    if engine not in ENGINES:
+        raise SweepError(f"--engine {engine!r}: must be one of {list(ENGINES)}")
+    compile_mode(compile)
     if backend not in BACKENDS:
         raise SweepError(f"--backend {backend!r}: must be one of {list(BACKENDS)}")
     if backend == "local" and address is not None:
@@ -323,53 +444,64 @@ def run_sweep(runs: list[SweepRun], out: str | os.PathLike, *, backend: str = "l
     for run in runs:
         if states[run.name] == "finished":
             summary.outcomes.append(Outcome(run.name, "skipped"))
-    engine = make_backend(backend, workers=workers, address=address, threads=threads) if todo else None
+    pool = make_backend(backend, workers=workers, address=address, threads=threads) if todo else None
+    tasks = plan_tasks(todo, out, states, engine, batch, pool.slots) if pool is not None else []
     _write_sweep_file(out, spec, runs, summary, states)
+    batches = [len(task.runs) for task in tasks if task.engine == "batched"]
     say(f"sweep {out}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
-        f"{sum(states[r.name] == 'partial' for r in todo)} to resume, backend {backend}")
-    if engine is not None:
+        f"{sum(states[r.name] == 'partial' for r in todo)} to resume, backend {backend}"
+        + (f"; batches of {', '.join(map(str, batches))} runs" if batches else ""))
+    if pool is not None:
         try:
-            _drive(engine, todo, out, retries, threads, summary, say)
+            _drive(pool, tasks, out, retries, threads, compile, summary, say)
         finally:
-            engine.close()
+            pool.close()
     order = {run.name: i for i, run in enumerate(runs)}
     summary.outcomes.sort(key=lambda o: order[o.name])
     _write_sweep_file(out, spec, runs, summary, states)
     return summary
 
 
-def _drive(engine, todo: list[SweepRun], out: pathlib.Path, retries: int, threads: int,
+def _drive(pool, tasks: list[Task], out: pathlib.Path, retries: int, threads: int, compile: bool | str,
            summary: SweepSummary, say: Callable[[str], None]) -> None:
-    """Submit every run, collect results as they come, resubmit crashed runs up to `retries` times."""
-    attempts = {run.name: 0 for run in todo}
-    pending: dict[Any, SweepRun] = {}
-    total, done = len(todo), 0
+    """Submit every task, collect results as they come, resubmit the runs that crashed up to
+    `retries` times (those of one batch again as one batch)."""
+    attempts: collections.Counter[str] = collections.Counter()
+    pending: dict[Any, Task] = {}
+    total, done = sum(len(task.runs) for task in tasks), 0
 
-    def submit(run: SweepRun) -> None:
-        attempts[run.name] += 1
-        pending[engine.submit(run.name, run.config, str(out / run.name), threads)] = run
+    def submit(task: Task) -> None:
+        attempts.update(run.name for run in task.runs)
+        handle = pool.submit(task.engine, [run.name for run in task.runs], [run.config for run in task.runs],
+                             [str(out / run.name) for run in task.runs], threads, compile)
+        pending[handle] = task
 
-    for run in todo:
-        submit(run)
+    for task in tasks:
+        submit(task)
     while pending:
-        for handle, result in engine.wait(list(pending)):
-            run = pending.pop(handle)
-            tries = attempts[run.name]
-            if result.get("ok"):
-                done += 1
-                status = "skipped" if result.get("skipped") else "finished"
-                summary.outcomes.append(Outcome(run.name, status, tries, result.get("seconds", 0.0)))
-                say(f"[{done}/{total}] {status} {run.name} ({result.get('generations')} generations, "
-                    f"{result.get('seconds', 0.0):.1f} s)")
-            elif result.get("retry") and tries <= retries:
-                say(f"[{done}/{total}] crashed {run.name} (attempt {tries}/{retries + 1}): {result['error']}; "
-                    "retrying from its checkpoint")
-                submit(run)
-            else:
-                done += 1
-                summary.outcomes.append(Outcome(run.name, "failed", tries, error=result.get("error"),
-                                                traceback=result.get("traceback")))
-                say(f"[{done}/{total}] failed {run.name}: {result.get('error')}")
+        for handle, result in pool.wait(list(pending)):
+            task = pending.pop(handle)
+            results = result if isinstance(result, list) else [result] * len(task.runs)
+            again = []
+            for run, outcome in zip(task.runs, results, strict=True):
+                tries = attempts[run.name]
+                if outcome.get("ok"):
+                    done += 1
+                    status = "skipped" if outcome.get("skipped") else "finished"
+                    summary.outcomes.append(Outcome(run.name, status, tries, outcome.get("seconds", 0.0)))
+                    say(f"[{done}/{total}] {status} {run.name} ({outcome.get('generations')} generations, "
+                        f"{outcome.get('seconds', 0.0):.1f} s)")
+                elif outcome.get("retry") and tries <= retries:
+                    say(f"[{done}/{total}] crashed {run.name} (attempt {tries}/{retries + 1}): "
+                        f"{outcome['error']}; retrying from its checkpoint")
+                    again.append(run)
+                else:
+                    done += 1
+                    summary.outcomes.append(Outcome(run.name, "failed", tries, error=outcome.get("error"),
+                                                    traceback=outcome.get("traceback")))
+                    say(f"[{done}/{total}] failed {run.name}: {outcome.get('error')}")
+            if again:
+                submit(Task(task.engine, tuple(again)))
 
 
 def _write_sweep_file(out: pathlib.Path, spec, runs: list[SweepRun], summary: SweepSummary,

@@ -26,7 +26,7 @@ from typing import Any, Iterator, NoReturn, Sequence
 import torch
 
 from emergent_frl.agents import CELLS, CHANNELS
-from emergent_frl.batched import batch_key, parse_seeds, run_language_batched
+from emergent_frl.batched import ENGINES, LEGACY_ENGINE, batch_key, parse_seeds, run_language_batched
 from emergent_frl.relearn import (
     MASKS,
     RESETS,
@@ -44,12 +44,6 @@ from games.presets import available_presets, load_preset
 # The built-in default run (no preset, no flags): the paper's object space and agents, partial
 # balanced forgetting every 3,000 iterations for 8 generations: a couple of minutes on a laptop CPU.
 DEFAULT_RUN = {"strategy": "pbf", "generations": 8, "iterations_per_generation": 3000}
-# How a run trains. "batched": emergent_frl.batched (stacked parameters, fused Adam, the loss under
-# torch.compile where it works), the fast one; "reference": emergent_frl.relearn.LanguageRun (the
-# agents' own modules and torch optimizers), what run_language runs. Runs made before the choice
-# existed were reference runs.
-ENGINES = ("batched", "reference")
-LEGACY_ENGINE = "reference"
 PLOT_FILE = "topsim.png"
 
 

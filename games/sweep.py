@@ -21,9 +21,11 @@ may be a grid key too (`preset: [paper, ren]`); to vary a list-valued field give
 Each run writes DIR/[KEY=VALUE,...]/STRATEGY/seedSEED (one KEY=VALUE per grid key other than
 strategy and seed), an ordinary run directory, so `python -m analysis.plot DIR --x iteration`
 reads the whole tree. Re-launching the command skips finished runs and resumes unfinished ones from
-their checkpoints; crashed runs are retried (`--retries`). Backends: `local` (a process pool on this
-machine, `--workers`) or `ray` (Ray tasks; `--address auto` joins a running cluster, whose nodes must
-see DIR and have this package installed; needs `pip install -e ".[dist]"`).
+their checkpoints; crashed runs are retried (`--retries`). As in the game scripts, runs train on
+the batched engine: those of one shape (seeds, strategies with the same generation length) train
+together, up to `--batch` per task (`--engine reference`: each alone). Backends: `local` (a
+process pool on this machine, `--workers`) or `ray` (Ray tasks; `--address auto` joins a running
+cluster, whose nodes must see DIR and have this package installed; needs `pip install -e ".[dist]"`).
 Exit status: 0 all runs done, 1 some failed, 2 bad input (nothing ran), 130 interrupted.
 """
 
@@ -39,7 +41,8 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from emergent_frl.relearn import RelearnConfig
-from emergent_frl.sweeps import BACKENDS, SweepError, SweepRun, check_sweep, run_sweep
+from emergent_frl.batched import ENGINES
+from emergent_frl.sweeps import BACKENDS, DEFAULT_BATCH, SweepError, SweepRun, check_sweep, run_sweep
 from emergent_frl.training import ConfigError, LanguageGameConfig
 from games.cli import DEFAULT_RUN, ArgumentParser, resolve_length
 from games.presets import SWEEP_DIR, available_presets, available_sweeps, load_preset
@@ -214,7 +217,17 @@ def build_parser() -> ArgumentParser:
                              "ray without --address: CPUs of the local Ray instance")
     parser.add_argument("--retries", type=int, default=2,
                         help="extra attempts of a crashed run, each resuming from its checkpoint (default 2)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per task (default 1)")
+    parser.add_argument("--engine", choices=ENGINES, default="batched",
+                        help="batched (default, as the game scripts): runs of one shape train together, "
+                             "--batch at most per task; reference: every run alone. Started runs keep their "
+                             "own engine (runs without one recorded: reference)")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                        help=f"batched engine: at most this many runs per task (default {DEFAULT_BATCH}); "
+                             "batches are split further so that every worker gets work")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default="auto",
+                        help="batched engine: torch.compile the training step (default: where this machine "
+                             "can, else eager with a warning)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their state; run nothing")
     return parser
 
@@ -223,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        for flag in ("workers", "retries", "threads"):
+        for flag in ("workers", "retries", "threads", "batch"):
             value, minimum = getattr(args, flag), 0 if flag == "retries" else 1
             if value is not None and value < minimum:
                 raise SweepError(f"--{flag} {value}: must be an integer >= {minimum}")
@@ -236,7 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{len(runs)} runs, {sum(s == 'finished' for s in states.values())} finished")
             return 0
         summary = run_sweep(runs, args.out, backend=args.backend, workers=args.workers, address=args.address,
-                            retries=args.retries, threads=args.threads, spec=spec)
+                            retries=args.retries, threads=args.threads, engine=args.engine, batch=args.batch,
+                            compile=args.compile, spec=spec)
     except ValueError as error:
         parser.error(str(error).splitlines()[0] if str(error) else type(error).__name__)
     except KeyboardInterrupt:

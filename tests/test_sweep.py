@@ -11,7 +11,8 @@ import yaml
 import emergent_frl.sweeps as sweeps
 from analysis.runs import find_runs
 from emergent_frl.relearn import run_language
-from emergent_frl.sweeps import SweepError, run_one, run_state, run_sweep
+from emergent_frl.batched import run_language_batched
+from emergent_frl.sweeps import SweepError, Task, plan_tasks, run_state, run_sweep, run_task
 from games import sweep
 from games.presets import available_sweeps
 
@@ -93,6 +94,8 @@ def test_grid_errors_name_the_key(spec, needle):
 @pytest.mark.parametrize("argv, needle", [
     (["missing.yaml", "--out", "o"], "missing.yaml: no such grid file"),
     (["{grid}", "--out", "o", "--workers", "0"], "--workers 0: must be an integer >= 1"),
+    (["{grid}", "--out", "o", "--batch", "0"], "--batch 0: must be an integer >= 1"),
+    (["{grid}", "--out", "o", "--engine", "fast"], "invalid choice: 'fast'"),
     (["{grid}", "--out", "o", "--address", "auto"], "--address: only used with --backend ray"),
     (["{bad_yaml}", "--out", "o"], "not valid YAML"),
     (["{grid}"], "the following arguments are required: --out"),
@@ -158,6 +161,9 @@ def test_local_sweep_runs_resumes_then_skips_everything(tmp_path, capsys):
     assert f"plot: python -m analysis.plot {out} --x iteration" in text
     assert disk_records(out / "pbf/seed0") == disk_records(reference)  # resumed = uninterrupted
     assert len(disk_records(out / "no_reset/seed0")) == 3
+    engines = {name: json.loads((out / name / "config.json").read_text())["engine"]
+               for name in ("no_reset/seed0", "pbf/seed0")}
+    assert engines == {"no_reset/seed0": "batched", "pbf/seed0": "reference"}  # a started run keeps its own
     assert find_runs([out]) == [out / "no_reset/seed0", out / "pbf/seed0"]  # analysis reads the tree
     saved = json.loads((out / "sweep.json").read_text())
     assert [(r["name"], r["state_at_launch"], r["status"]) for r in saved["runs"]] == [
@@ -185,7 +191,9 @@ def test_a_directory_with_other_settings_stops_the_sweep_before_any_work(tmp_pat
 
 # -- failures and retries (an in-process backend: the retry logic, not the pool) ---------------------
 class InlineBackend:
-    """Runs `work(name, config, path, threads)` in this process, one result per wait()."""
+    """Runs `work(*task)` in this process, one result per wait()."""
+
+    slots = 1
 
     def __init__(self, work):
         self.work, self.queue = work, []
@@ -221,8 +229,8 @@ def test_crashed_runs_are_retried_from_their_checkpoint_and_failures_reported(tm
         return real_run_language(values, out, **kwargs)
 
     monkeypatch.setattr(sweeps, "run_language", flaky_run_language)
-    monkeypatch.setattr(sweeps, "make_backend", lambda *a, **k: InlineBackend(run_one))
-    summary = run_sweep(runs, tmp_path / "sweep", retries=2)
+    monkeypatch.setattr(sweeps, "make_backend", lambda *a, **k: InlineBackend(run_task))
+    summary = run_sweep(runs, tmp_path / "sweep", retries=2, engine="reference")
     by_name = {o.name: o for o in summary.outcomes}
     assert (by_name["pbf/seed0"].status, by_name["pbf/seed0"].attempts) == ("finished", 2)
     assert (by_name["no_reset/seed0"].status, by_name["no_reset/seed0"].attempts) == ("failed", 3)
@@ -238,6 +246,72 @@ def test_crashed_runs_are_retried_from_their_checkpoint_and_failures_reported(tm
     assert "failed no_reset/seed0 after 3 attempt(s): RuntimeError: always broken" in report
     saved = {r["name"]: r for r in json.loads((tmp_path / "sweep" / "sweep.json").read_text())["runs"]}
     assert "Traceback" in saved["no_reset/seed0"]["traceback"] and saved["pbf/seed0"]["status"] == "finished"
+
+
+def test_a_batch_that_crashes_resumes_together_and_a_diverging_run_fails_alone(tmp_path, monkeypatch):
+    spec = tiny_spec(strategy=["no_reset", "pbf", "reset_receiver"], seed=[0, 1])
+    spec["variants"]["reset_receiver"] = {"lr_sender": 1e30, "lr_receiver": 1e30}  # diverges: not retried
+    runs = sweep.expand_grid(spec)
+    calls = []
+    real = sweeps.run_language_batched
+
+    def flaky(values_list, outs, **kwargs):
+        names = [launch["sweep_run"] for launch in kwargs["launch"]]
+        calls.append((names, kwargs["resume"]))
+        if "pbf/seed0" in names and len(calls) <= 2:  # the pbf batch crashes after one generation
+            real(values_list, outs, **kwargs, until=1)
+            raise OSError("disk hiccup")
+        return real(values_list, outs, **kwargs)
+
+    monkeypatch.setattr(sweeps, "run_language_batched", flaky)
+    monkeypatch.setattr(sweeps, "make_backend", lambda *a, **k: InlineBackend(run_task))
+    summary = run_sweep(runs, tmp_path / "sweep", retries=2, compile=False, log=None)
+    # no_reset and reset_receiver share a shape (20 iterations a generation): one batch; pbf (30): another
+    assert sorted(calls) == sorted([(["no_reset/seed0", "no_reset/seed1", "reset_receiver/seed0",
+                                      "reset_receiver/seed1"], False),
+                                    (["pbf/seed0", "pbf/seed1"], False), (["pbf/seed0", "pbf/seed1"], True)])
+    by_name = {o.name: (o.status, o.attempts) for o in summary.outcomes}
+    assert by_name == {"no_reset/seed0": ("finished", 1), "no_reset/seed1": ("finished", 1),
+                       "pbf/seed0": ("finished", 2), "pbf/seed1": ("finished", 2),
+                       "reset_receiver/seed0": ("failed", 1), "reset_receiver/seed1": ("failed", 1)}
+    diverged = next(o for o in summary.outcomes if o.name == "reset_receiver/seed1")
+    assert diverged.error.startswith("NonFiniteError: non-finite values in generation 0")
+    reference = [str(tmp_path / "reference" / f"seed{seed}") for seed in (0, 1)]
+    real([run.config for run in runs if run.name.startswith("pbf/")], reference, progress=False, compile=False)
+    for seed in (0, 1):  # crashed, resumed from the checkpoints = uninterrupted
+        assert disk_records(tmp_path / "sweep" / f"pbf/seed{seed}") == disk_records(reference[seed])
+        saved = json.loads((tmp_path / "sweep" / f"pbf/seed{seed}" / "config.json").read_text())
+        assert (saved["engine"], saved["compile"], saved["sweep_run"]) == ("batched", False, f"pbf/seed{seed}")
+    assert len(disk_records(tmp_path / "sweep" / "no_reset/seed1")) == 3
+
+
+def test_plan_tasks_batches_by_shape_fills_the_workers_and_keeps_started_runs_engines(tmp_path):
+    _, runs = sweep.load_grid("paper_language")  # no_reset and pbf share a shape, reset_receiver
+    states = {run.name: "new" for run in runs}      # (6,000 iterations) has its own, IL is not batched
+
+    def shapes(tasks):
+        return [(task.engine, len(task.runs)) for task in tasks]
+
+    alone = [("reference", 1)] * 5
+    assert shapes(plan_tasks(runs, tmp_path, states, "batched", 16, slots=2)) == [("batched", 10), ("batched", 5),
+                                                                                 *alone]
+    assert shapes(plan_tasks(runs, tmp_path, states, "batched", 4, slots=2)) == [
+        ("batched", 4), ("batched", 3), ("batched", 3), ("batched", 3), ("batched", 2), *alone]
+    assert shapes(plan_tasks(runs, tmp_path, states, "batched", 16, slots=8)) == [
+        ("batched", 3), ("batched", 3), ("batched", 2), ("batched", 2),  # 10 runs in 8 / 2 parts
+        ("batched", 2), ("batched", 1), ("batched", 1), ("batched", 1), *alone]
+    assert shapes(plan_tasks(runs, tmp_path, states, "reference", 16, slots=2)) == [("reference", 1)] * 20
+    tasks = plan_tasks(runs, tmp_path, states, "batched", 16, slots=1)
+    assert [run.name for run in tasks[0].runs] == [f"{s}/seed{i}" for s in ("no_reset", "pbf") for i in range(5)]
+    # started runs keep their engine; one that records none was started before sweeps batched
+    (tmp_path / "pbf/seed0").mkdir(parents=True)
+    (tmp_path / "pbf/seed0/config.json").write_text("{}")
+    (tmp_path / "pbf/seed1").mkdir(parents=True)
+    (tmp_path / "pbf/seed1/config.json").write_text('{"engine": "batched"}')
+    states.update({"pbf/seed0": "partial", "pbf/seed1": "partial"})
+    tasks = plan_tasks(runs, tmp_path, states, "batched", 16, slots=1)
+    assert Task("reference", (runs[10],)) in tasks and runs[10].name == "pbf/seed0"
+    assert shapes(tasks)[:2] == [("batched", 9), ("batched", 5)]
 
 
 def test_a_dead_worker_process_is_a_retried_crash(monkeypatch):
@@ -258,17 +332,20 @@ def test_ray_backend_on_a_local_two_cpu_ray_instance(tmp_path, capsys):
     try:
         grid = write_grid(tmp_path, tiny_spec(strategy=["no_reset", "pbf"], seed=[0, 1]))
         out = tmp_path / "sweep"
-        assert sweep.main([grid, "--out", str(out), "--backend", "ray"]) == 0
-        assert "4 finished, 0 skipped, 0 failed" in capsys.readouterr().out
+        assert sweep.main([grid, "--out", str(out), "--backend", "ray", "--no-compile"]) == 0
+        text = capsys.readouterr().out
+        assert "4 finished, 0 skipped, 0 failed" in text and "batches of 2, 2 runs" in text
         assert ray.is_initialized()  # a session the caller started is left running
     finally:
         ray.shutdown()
     assert len(find_runs([out])) == 4
     _, runs = sweep.load_grid(grid)
-    reference = tmp_path / "reference"
-    run_language(runs[-1].config, str(reference), progress=False)
-    assert disk_records(out / runs[-1].name) == disk_records(reference)  # same records as a local run
-    assert sweep.main([grid, "--out", str(out), "--backend", "ray"]) == 0  # all finished: Ray not even started
+    pbf = [run for run in runs if run.name.startswith("pbf/")]
+    reference = [str(tmp_path / "reference" / run.name) for run in pbf]
+    run_language_batched([run.config for run in pbf], reference, progress=False, compile=False)
+    for run, path in zip(pbf, reference):  # same records as the same batch in this process
+        assert disk_records(out / run.name) == disk_records(path)
+    assert sweep.main([grid, "--out", str(out), "--backend", "ray", "--no-compile"]) == 0  # all done: no Ray
     assert "0 finished, 4 skipped, 0 failed" in capsys.readouterr().out
 
 

@@ -57,14 +57,19 @@ from emergent_frl.batched.cells import StackedCell, fast_tanh, stacked_linear
 from emergent_frl.batched.game import BatchedGame
 from emergent_frl.batched.layout import Slot, parameter_layout
 from emergent_frl.batched.memory import keep_freed_memory
-from emergent_frl.batched.runs import BatchedLanguageRuns, batch_key, parse_seeds, run_language_batched
+from emergent_frl.batched.runs import (
+    ENGINES, LEGACY_ENGINE, BatchedLanguageRuns, DivergedRuns, batch_key, parse_seeds, run_language_batched,
+)
 from emergent_frl.batched.sampling import StackedBatch, StackedSampler, arrange_candidates
 
 _arrange_candidates = arrange_candidates  # its name before the split into a package
 
 __all__ = [
+    "ENGINES",
+    "LEGACY_ENGINE",
     "BatchedGame",
     "BatchedLanguageRuns",
+    "DivergedRuns",
     "Slot",
     "StackedAdam",
     "StackedBatch",

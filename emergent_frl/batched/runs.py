@@ -37,6 +37,12 @@ SHAPE_FIELDS = (
 )
 RELEARN_SHAPE_FIELDS = ("generations", "iterations_per_generation")
 UNBATCHED_STRATEGIES = ("iterated_learning",)
+# How a run trains. "batched": this package (stacked parameters, fused Adam, the loss under
+# torch.compile where it works), the fast one; "reference": emergent_frl.relearn.LanguageRun (the
+# agents' own modules and torch optimizers), what run_language runs. The two follow a seed in
+# distribution, not bit for bit; run directories made before the choice existed are reference runs.
+ENGINES = ("batched", "reference")
+LEGACY_ENGINE = "reference"
 STAT_NAMES = ("train_accuracy", "train_loss", "train_sender_entropy", "train_receiver_entropy")
 MAX_SEEDS = 4096
 
@@ -293,7 +299,7 @@ def run_language_batched(
     progress: bool = True,
     on_record: Callable[[int, dict[str, Any]], None] | None = None,
     until: int | None = None,
-    launch: dict[str, Any] | None = None,
+    launch: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
     max_batch: int | None = None,
     compile: bool | str = False,
 ) -> list[list[dict[str, Any]]]:
@@ -302,6 +308,7 @@ def run_language_batched(
     values_list[i]: run i's flat config (as for `run_language`); outs[i]: its run directory (or
     None). Runs are grouped by `batch_key` (at most `max_batch` per batch); iterated_learning runs
     go one by one through `run_language`. `on_record(i, record)` is called for run i's records.
+    `launch`: config.json keys saying how the runs were started, one dict for all or one per run.
     Every run's directory holds what `run_language` writes (config.json with `launch`, records,
     language.json, checkpoint.pt), so each can be resumed alone. Returns the records, per run.
     compile: see `BatchedGame` ("auto": compile where the backend works).
@@ -314,6 +321,9 @@ def run_language_batched(
     named = [o for o in outs if o is not None]
     if len(set(map(str, named))) != len(named):
         raise ValueError("run_language_batched: two runs share a run directory")
+    launches = [launch] * len(values_list) if launch is None or isinstance(launch, dict) else list(launch)
+    if len(launches) != len(values_list):
+        raise ValueError(f"run_language_batched: {len(values_list)} configs but {len(launches)} launch dicts")
     configs = []
     for values in values_list:
         game_config, relearn = split_config(values)
@@ -321,16 +331,16 @@ def run_language_batched(
     run_dirs = [RunDirectory(o, resume=resume) if o is not None else None for o in outs]
     # config.json as run_language writes it; written once the run's own resume check has passed.
     launch_configs = []
-    for (game_config, relearn), run_dir in zip(configs, run_dirs):
+    for (game_config, relearn), run_dir, run_launch in zip(configs, run_dirs, launches):
         saved = (run_dir.read_config() or {}) if (resume and run_dir is not None) else {}
         total = {"iterations": relearn.generations * relearn.iterations_per_generation}
-        launch_configs.append({**(launch or {}), **saved, **flat_config(game_config, relearn), **total})
+        launch_configs.append({**(run_launch or {}), **saved, **flat_config(game_config, relearn), **total})
     groups: dict[Any, list[int]] = {}
     for i, values in enumerate(values_list):
         key = batch_key(values)
         groups.setdefault(("single", i) if key is None else key, []).append(i)
     records: list[list[dict[str, Any]] | None] = [None] * len(values_list)
-    failures: list[str] = []
+    diverged: dict[int, NonFiniteError] = {}
     for key, members in groups.items():
         chunks = [members] if max_batch is None else [members[k:k + max_batch]
                                                       for k in range(0, len(members), max_batch)]
@@ -340,9 +350,9 @@ def run_language_batched(
                 callback = None if on_record is None else (lambda rec, i=i: on_record(i, rec))
                 try:
                     records[i] = run_language(values_list[i], outs[i], resume=resume, progress=progress,
-                                              on_record=callback, until=until, launch=launch)
+                                              on_record=callback, until=until, launch=launches[i])
                 except NonFiniteError as error:
-                    failures.append(f"run {i}: {error}")
+                    diverged[i] = error
                 continue
             runs = BatchedLanguageRuns(
                 [configs[i][0] for i in chunk], [configs[i][1] for i in chunk], [run_dirs[i] for i in chunk],
@@ -355,10 +365,20 @@ def run_language_batched(
             try:
                 for i, member_records in zip(chunk, runs.run(until)):
                     records[i] = member_records
-            except NonFiniteError as error:
+            except NonFiniteError:
                 for j, member in enumerate(runs.members):
                     records[chunk[j]] = member.records
-                failures.append(str(error))
-    if failures:
-        raise NonFiniteError("; ".join(failures))
+                diverged.update({chunk[j]: error for j, error in runs.failed.items()})
+    if diverged:
+        if len(values_list) == 1:
+            raise diverged[0]
+        raise DivergedRuns(diverged, [values["seed"] for values in values_list])
     return records  # type: ignore[return-value]
+
+
+class DivergedRuns(NonFiniteError):
+    """Some runs of `run_language_batched` diverged (the others finished): `errors[i]` is run i's."""
+
+    def __init__(self, errors: dict[int, NonFiniteError], seeds: Sequence[int]):
+        self.errors = dict(sorted(errors.items()))
+        super().__init__("; ".join(f"run {i} (seed {seeds[i]}): {error}" for i, error in self.errors.items()))
