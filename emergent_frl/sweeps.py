@@ -366,45 +366,53 @@ def check_sweep(runs: list[SweepRun], out: str | os.PathLike) -> tuple[list[Swee
 
 @dataclass(frozen=True)
 class Task:
-    """What one worker trains: one run on the reference engine, or runs of one shape as a batch."""
+    """What one worker trains: one run on the reference engine, or runs of one shape as a batch
+    (`compile`: the batched engine's compile setting)."""
 
     engine: str
     runs: tuple[SweepRun, ...]
+    compile: bool | str = "auto"
 
 
-def run_engine(path: pathlib.Path, config: dict[str, Any], state: str, engine: str) -> str:
-    """The engine `config`'s run trains on: the sweep's for a new run, its own for a started one
-    (config.json's "engine"; runs started before sweeps had engines are reference runs), and the
-    reference engine for strategies that are not batched."""
+def run_engine(path: pathlib.Path, config: dict[str, Any], state: str, engine: str,
+               compile: bool | str = "auto") -> tuple[str, bool | str]:
+    """(engine, compile setting) `config`'s run trains with: the sweep's for a new run, its own
+    for a started one, as config.json records them (so it continues as it began; runs started
+    before sweeps had engines are reference runs), and the reference engine for strategies that
+    are not batched."""
     if batch_key(config) is None:
-        return "reference"
+        return "reference", compile
     if state == "new":
-        return engine
+        return engine, compile
     try:
         saved = json.loads((path / CONFIG_FILE).read_text())
     except (OSError, ValueError):
         saved = {}
-    return saved.get("engine", LEGACY_ENGINE) if isinstance(saved, dict) else LEGACY_ENGINE
+    if not isinstance(saved, dict):
+        saved = {}
+    return saved.get("engine", LEGACY_ENGINE), saved.get("compile", compile)
 
 
 def plan_tasks(todo: list[SweepRun], out: pathlib.Path, states: dict[str, str], engine: str,
-               batch: int, slots: int) -> list[Task]:
-    """Batches first (runs of one `batch_key`, split into near-equal parts of at most `batch` runs,
-    and into enough parts that `slots` workers all get work), then the runs that train alone."""
+               batch: int, slots: int, compile: bool | str = "auto") -> list[Task]:
+    """Batches first (runs of one `batch_key` and compile setting, split into near-equal parts of
+    at most `batch` runs, and into enough parts that `slots` workers all get work), then the runs
+    that train alone."""
     alone, groups = [], {}
     for run in todo:
-        if run_engine(out / run.name, run.config, states[run.name], engine) == "reference":
-            alone.append(Task("reference", (run,)))
+        run_on, run_compile = run_engine(out / run.name, run.config, states[run.name], engine, compile)
+        if run_on == "reference":
+            alone.append(Task("reference", (run,), compile))
         else:
-            groups.setdefault(batch_key(run.config), []).append(run)
+            groups.setdefault((batch_key(run.config), run_compile), []).append(run)
     tasks = []
-    for members in groups.values():
+    for (_, group_compile), members in groups.items():
         parts = min(len(members), max(math.ceil(len(members) / batch), math.ceil(slots / len(groups))))
         size, extra = divmod(len(members), parts)
         start = 0
         for k in range(parts):
             stop = start + size + (k < extra)
-            tasks.append(Task("batched", tuple(members[start:stop])))
+            tasks.append(Task("batched", tuple(members[start:stop]), group_compile))
             start = stop
     return tasks + alone
 
@@ -445,7 +453,7 @@ def run_sweep(runs: list[SweepRun], out: str | os.PathLike, *, backend: str = "l
         if states[run.name] == "finished":
             summary.outcomes.append(Outcome(run.name, "skipped"))
     pool = make_backend(backend, workers=workers, address=address, threads=threads) if todo else None
-    tasks = plan_tasks(todo, out, states, engine, batch, pool.slots) if pool is not None else []
+    tasks = plan_tasks(todo, out, states, engine, batch, pool.slots, compile) if pool is not None else []
     _write_sweep_file(out, spec, runs, summary, states)
     batches = [len(task.runs) for task in tasks if task.engine == "batched"]
     say(f"sweep {out}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
@@ -453,7 +461,7 @@ def run_sweep(runs: list[SweepRun], out: str | os.PathLike, *, backend: str = "l
         + (f"; batches of {', '.join(map(str, batches))} runs" if batches else ""))
     if pool is not None:
         try:
-            _drive(pool, tasks, out, retries, threads, compile, summary, say)
+            _drive(pool, tasks, out, retries, threads, summary, say)
         finally:
             pool.close()
     order = {run.name: i for i, run in enumerate(runs)}
@@ -462,8 +470,8 @@ def run_sweep(runs: list[SweepRun], out: str | os.PathLike, *, backend: str = "l
     return summary
 
 
-def _drive(pool, tasks: list[Task], out: pathlib.Path, retries: int, threads: int, compile: bool | str,
-           summary: SweepSummary, say: Callable[[str], None]) -> None:
+def _drive(pool, tasks: list[Task], out: pathlib.Path, retries: int, threads: int, summary: SweepSummary,
+           say: Callable[[str], None]) -> None:
     """Submit every task, collect results as they come, resubmit the runs that crashed up to
     `retries` times (those of one batch again as one batch)."""
     attempts: collections.Counter[str] = collections.Counter()
@@ -473,7 +481,7 @@ def _drive(pool, tasks: list[Task], out: pathlib.Path, retries: int, threads: in
     def submit(task: Task) -> None:
         attempts.update(run.name for run in task.runs)
         handle = pool.submit(task.engine, [run.name for run in task.runs], [run.config for run in task.runs],
-                             [str(out / run.name) for run in task.runs], threads, compile)
+                             [str(out / run.name) for run in task.runs], threads, task.compile)
         pending[handle] = task
 
     for task in tasks:
@@ -501,7 +509,7 @@ def _drive(pool, tasks: list[Task], out: pathlib.Path, retries: int, threads: in
                                                     traceback=outcome.get("traceback")))
                     say(f"[{done}/{total}] failed {run.name}: {outcome.get('error')}")
             if again:
-                submit(Task(task.engine, tuple(again)))
+                submit(Task(task.engine, tuple(again), task.compile))
 
 
 def _write_sweep_file(out: pathlib.Path, spec, runs: list[SweepRun], summary: SweepSummary,

@@ -308,10 +308,15 @@ def test_plan_tasks_batches_by_shape_fills_the_workers_and_keeps_started_runs_en
     (tmp_path / "pbf/seed0/config.json").write_text("{}")
     (tmp_path / "pbf/seed1").mkdir(parents=True)
     (tmp_path / "pbf/seed1/config.json").write_text('{"engine": "batched"}')
-    states.update({"pbf/seed0": "partial", "pbf/seed1": "partial"})
+    (tmp_path / "pbf/seed2").mkdir(parents=True)
+    (tmp_path / "pbf/seed2/config.json").write_text('{"engine": "batched", "compile": false}')
+    states.update({"pbf/seed0": "partial", "pbf/seed1": "partial", "pbf/seed2": "partial"})
     tasks = plan_tasks(runs, tmp_path, states, "batched", 16, slots=1)
     assert Task("reference", (runs[10],)) in tasks and runs[10].name == "pbf/seed0"
-    assert shapes(tasks)[:2] == [("batched", 9), ("batched", 5)]
+    # ... and their compile setting: a run begun eager goes on eager, in a batch of its own
+    assert [(task.engine, len(task.runs), task.compile) for task in tasks][:3] == [
+        ("batched", 8, "auto"), ("batched", 5, "auto"), ("batched", 1, False)]
+    assert tasks[2].runs[0].name == "pbf/seed2"
 
 
 def test_a_dead_worker_process_is_a_retried_crash(monkeypatch):
