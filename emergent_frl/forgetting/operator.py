@@ -64,7 +64,11 @@ class ForgettingOperator:
         parameter this operator changed, in the optimizers given to ``apply()``.
     norm_statistics: "reset" resets running statistics of the normalization layers inside the
         selected modules.
-    seed: seeds the operator's own generator, used when ``apply()``/``prepare()`` get none.
+    seed: seeds the operator's own generator, used when ``apply()``/``prepare()`` get none. The
+        default 0 makes an operator reproducible on its own; two operators on the same seed draw
+        the same masks and, for modules of the same name and shape, the same fresh values, so
+        give each operator of one experiment (e.g. one per agent) its own seed, as the named
+        strategies do.
     """
 
     def __init__(
