@@ -125,9 +125,10 @@ def test_ray_backend_without_ray_says_how_to_install_it(tmp_path, monkeypatch, c
 
 def test_dry_run_lists_runs_and_states_without_running(tmp_path, capsys):
     grid = write_grid(tmp_path, tiny_spec())
-    assert sweep.main([grid, "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    assert sweep.main([grid, "--out", str(tmp_path / "o"), "--dry-run", "--workers", "3"]) == 0
     out = capsys.readouterr().out
-    assert "new  no_reset/seed0  (3 x 20 iterations)" in out and "new  pbf/seed0  (2 x 30 iterations)" in out
+    assert "new  no_reset/seed0  (3 x 20 iterations)  batched" in out and "new  pbf/seed0  (2 x 30 iterations)  batched" in out
+    assert "2 runs, 0 finished; 2 tasks for 3 workers: batches of 1, 1 runs" in out
     assert not (tmp_path / "o").exists()
 
 
