@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--val-fraction", type=float, help="held-out share of train where a data set has no val split")
     add("--split-seed", type=int, help="seed of the train/val/test split (independent of --seed)")
     section[-1].add_argument("--no-augment", dest="augment", action="store_false", default=None, help="no train-time augmentation")
-    add("--workers", type=int, help="DataLoader workers for image-file data sets")
+    add("--workers", type=int, help="DataLoader workers for image-file data sets (augmentation is seeded per "
+                                   "image, so the count does not change the batches)")
 
     section.append(parser.add_argument_group("model"))
     add("--arch", choices=ARCHITECTURES, help="network")
