@@ -16,17 +16,13 @@ import sys
 
 from . import probe_plot
 from .curves import aggregate_curves
+from .figures import label_axes, pyplot, save_figure
 from .runs import find_runs, load_run
 
 
 def plot_curves(runs, metrics: list[str], out: str, *, x: str = "generation", title: str | None = None,
                 confidence: float = 0.95) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for curve in aggregate_curves(runs, metric, x=x, confidence=confidence):
             line, = ax.plot(curve.x, curve.mean, marker="o", markersize=3,
@@ -34,14 +30,8 @@ def plot_curves(runs, metrics: list[str], out: str, *, x: str = "generation", ti
             lower = [m - h if not math.isnan(h) else m for m, h in zip(curve.mean, curve.half_width)]
             upper = [m + h if not math.isnan(h) else m for m, h in zip(curve.mean, curve.half_width)]
             ax.fill_between(curve.x, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set_xlabel(x)
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title or f"mean and {int(confidence * 100)} % CI over seeds")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+        label_axes(ax, x, metric)
+    save_figure(fig, out, title or f"mean and {int(confidence * 100)} % CI over seeds")
 
 
 def build_parser() -> argparse.ArgumentParser:

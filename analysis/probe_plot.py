@@ -22,6 +22,7 @@ import pathlib
 import sys
 from typing import Any, Iterable
 
+from .figures import label_axes, pyplot, save_figure
 from .stats import mean_ci
 
 PROBE_FILE = "probe.json"
@@ -131,14 +132,9 @@ def plot_probe(probes: list[dict[str, Any]], out: str, metric: str = "accuracy",
                title: str | None = None) -> None:
     """Left: each group before/after forgetting at the last measurement (mean, CI bars).
     Right: the metric over training steps, before (solid) and after (dashed) forgetting, per group."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     summary = probe_summary(probes, metric, confidence)
     groups = summary["groups"]
-    fig, (bars, lines) = plt.subplots(1, 2, figsize=(10.5, 3.9))
+    fig, (bars, lines) = pyplot().subplots(1, 2, figsize=(10.5, 3.9))
     width = 0.38
     for offset, phase, shade in ((-width / 2, "before", 0.9), (width / 2, "after", 0.45)):
         means = [summary["per_group"][g][phase][0] for g in groups]
@@ -147,8 +143,7 @@ def plot_probe(probes: list[dict[str, Any]], out: str, metric: str = "accuracy",
         bars.bar([i + offset for i in range(len(groups))], means, width, yerr=halves, capsize=4, label=phase,
                  color=str(1.0 - shade))
     bars.set_xticks(range(len(groups)), groups)
-    bars.set_ylabel(metric)
-    bars.legend(fontsize=8)
+    label_axes(bars, "", metric, grid=False)
     bars.set_title(f"last measurement, n={summary['runs']}", fontsize=9)
     for group, color in zip(groups, ("tab:blue", "tab:red")):
         for phase, style in (("before", "-"), ("after", "--")):
@@ -163,14 +158,8 @@ def plot_probe(probes: list[dict[str, Any]], out: str, metric: str = "accuracy",
             half = [0.0 if math.isnan(s[1]) else s[1] for s in stats]
             lines.fill_between(steps, [m - h for m, h in zip(mean, half)], [m + h for m, h in zip(mean, half)],
                                color=color, alpha=0.12, linewidth=0)
-    lines.set_xlabel("training step")
-    lines.set_ylabel(metric)
-    lines.grid(alpha=0.3)
-    lines.legend(fontsize=8)
-    fig.suptitle(title or f"targeted forgetting: {metric} before / after (mean, {int(confidence * 100)} % CI)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    label_axes(lines, "training step", metric)
+    save_figure(fig, out, title or f"targeted forgetting: {metric} before / after (mean, {int(confidence * 100)} % CI)")
 
 
 def main(argv: list[str] | None = None) -> int:
