@@ -16,7 +16,7 @@ from typing import Any
 from .curves import final_values, window_means
 from .cli import run_command
 from .runs import load_run, require_runs, truncate_runs
-from .stats import format_mean_ci
+from .stats import per_value_row
 
 
 def per_seed(runs: list[dict[str, Any]], metric: str, since: float | None, x: str) -> dict[str, dict[Any, float]]:
@@ -45,9 +45,7 @@ def paired_table(runs, baseline: str, metric: str, *, since: float | None = None
         if label == baseline:
             continue
         seeds = sorted(set(by_label[label]) & set(base), key=str)
-        diffs = [by_label[label][s] - base[s] for s in seeds]
-        cell = format_mean_ci(diffs, confidence, signed=True)
-        lines.append(f"| {label} | {len(diffs)} | {cell} | {' '.join(f'{d:+.2f}' for d in diffs)} |")
+        lines.append(per_value_row(label, [by_label[label][s] - base[s] for s in seeds], confidence, signed=True))
     return "\n".join(lines)
 
 

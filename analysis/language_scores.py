@@ -18,7 +18,7 @@ import numpy as np
 from .compositionality import CONVENTIONS, topographic_similarity
 from .cli import run_command
 from .runs import load_run, require_runs, run_label
-from .stats import format_mean_ci
+from .stats import per_value_row
 
 
 def final_language_topsim(run_dir, convention: str) -> float:
@@ -37,9 +37,7 @@ def language_table(run_dirs, convention: str, confidence: float = 0.95) -> str:
     for run_dir in run_dirs:
         scores[run_label(load_run(run_dir))].append(final_language_topsim(run_dir, convention))
     lines = [f"| strategy | seeds | final-language topsim ({convention}) | per run |", "|---|---|---|---|"]
-    for label in sorted(scores):
-        cell = format_mean_ci(scores[label], confidence)
-        lines.append(f"| {label} | {len(scores[label])} | {cell} | {' '.join(f'{v:.2f}' for v in scores[label])} |")
+    lines += [per_value_row(label, scores[label], confidence) for label in sorted(scores)]
     return "\n".join(lines)
 
 

@@ -27,6 +27,13 @@ def mean_ci(values: Iterable[float | None], confidence: float = 0.95) -> tuple[f
     return mean, float(stats.t.ppf(0.5 + confidence / 2.0, n - 1)) * sem, n
 
 
+def per_value_row(label: str, values: list[float], confidence: float = 0.95, *, signed: bool = False) -> str:
+    """A markdown table row: label, count, 'mean ± half-width', and every value (the per-seed view
+    that shows whether one seed carries a mean)."""
+    each = " ".join(f"{v:+.2f}" if signed else f"{v:.2f}" for v in values)
+    return f"| {label} | {len(values)} | {format_mean_ci(values, confidence, signed=signed)} | {each} |"
+
+
 def format_mean_ci(values: Iterable[float | None], confidence: float = 0.95, *, signed: bool = False) -> str:
     """'mean ± half-width' for a table cell; the mean alone for one value, '-' for none."""
     mean, half, n = mean_ci(values, confidence)
