@@ -329,12 +329,17 @@ class RayBackend:
             self.ray.shutdown()
 
 
+def default_workers(threads: int) -> int:
+    """Local workers when --workers is not given: one per `threads` CPU cores."""
+    return max(1, (os.cpu_count() or 1) // threads)
+
+
 def make_backend(backend: str, *, workers: int | None = None, address: str | None = None,
                  threads: int = 1):
     if backend == "local":
         if address is not None:
             raise SweepError("--address: only used with --backend ray")
-        return LocalBackend(workers or max(1, (os.cpu_count() or 1) // threads))
+        return LocalBackend(workers or default_workers(threads))
     if backend == "ray":
         return RayBackend(address, workers, threads)
     raise SweepError(f"--backend {backend!r}: must be one of {list(BACKENDS)}")
@@ -417,6 +422,14 @@ def plan_tasks(todo: list[SweepRun], out: pathlib.Path, states: dict[str, str], 
     return tasks + alone
 
 
+def describe_tasks(tasks: list[Task]) -> str:
+    """What the workers get, e.g. 'batches of 10, 5 runs, 5 runs alone'."""
+    batches = [str(len(task.runs)) for task in tasks if task.engine == "batched"]
+    alone = sum(task.engine == "reference" for task in tasks)
+    return ", ".join(([f"batches of {', '.join(batches)} runs"] if batches else [])
+                     + ([f"{alone} runs alone"] if alone else []))
+
+
 def run_sweep(runs: list[SweepRun], out: str | os.PathLike, *, backend: str = "local",
               workers: int | None = None, address: str | None = None, retries: int = 2,
               threads: int = 1, engine: str = "batched", batch: int = DEFAULT_BATCH,
@@ -455,10 +468,9 @@ def run_sweep(runs: list[SweepRun], out: str | os.PathLike, *, backend: str = "l
     pool = make_backend(backend, workers=workers, address=address, threads=threads) if todo else None
     tasks = plan_tasks(todo, out, states, engine, batch, pool.slots, compile) if pool is not None else []
     _write_sweep_file(out, spec, runs, summary, states)
-    batches = [len(task.runs) for task in tasks if task.engine == "batched"]
     say(f"sweep {out}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
         f"{sum(states[r.name] == 'partial' for r in todo)} to resume, backend {backend}"
-        + (f"; batches of {', '.join(map(str, batches))} runs" if batches else ""))
+        + (f"; {describe_tasks(tasks)}" if tasks else ""))
     if pool is not None:
         try:
             _drive(pool, tasks, out, retries, threads, summary, say)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import pathlib
 import re
 import sys
@@ -43,7 +42,9 @@ import yaml
 
 from emergent_frl.relearn import RelearnConfig
 from emergent_frl.batched import ENGINES
-from emergent_frl.sweeps import BACKENDS, DEFAULT_BATCH, SweepError, SweepRun, check_sweep, plan_tasks, run_sweep
+from emergent_frl.sweeps import (
+    BACKENDS, DEFAULT_BATCH, SweepError, SweepRun, check_sweep, default_workers, describe_tasks, plan_tasks, run_sweep,
+)
 from emergent_frl.training import ConfigError, LanguageGameConfig
 from games.cli import DEFAULT_RUN, ArgumentParser, resolve_length
 from games.presets import SWEEP_DIR, available_presets, available_sweeps, load_preset
@@ -237,17 +238,14 @@ def print_plan(args: argparse.Namespace, runs: list[SweepRun]) -> None:
     """--dry-run: every run's state and engine, and the worker tasks the sweep would start (with
     --workers, or this machine's CPUs / --threads, as the workers a Ray cluster would have)."""
     runs, states = check_sweep(runs, args.out)
-    slots = args.workers or max(1, (os.cpu_count() or 1) // args.threads)
+    slots = args.workers or default_workers(args.threads)
     todo = [run for run in runs if states[run.name] != "finished"]
     tasks = plan_tasks(todo, pathlib.Path(args.out), states, args.engine, args.batch, slots, args.compile)
     engine_of = {run.name: task.engine for task in tasks for run in task.runs}
     for run in runs:
         print(f"{states[run.name]:>8}  {run.name}  ({run.config['generations']} x "
               f"{run.config['iterations_per_generation']} iterations)  {engine_of.get(run.name, '')}".rstrip())
-    batches = [str(len(task.runs)) for task in tasks if task.engine == "batched"]
-    alone = sum(task.engine == "reference" for task in tasks)
-    parts = ([f"batches of {', '.join(batches)} runs"] if batches else []) + ([f"{alone} runs alone"] if alone else [])
-    plan = f"{len(tasks)} tasks for {slots} workers: {', '.join(parts)}" if tasks else "nothing to do"
+    plan = f"{len(tasks)} tasks for {slots} workers: {describe_tasks(tasks)}" if tasks else "nothing to do"
     print(f"{len(runs)} runs, {len(runs) - len(todo)} finished; {plan}")
 
 
