@@ -286,18 +286,22 @@ def write_image_folder(root, splits=("train", "test"), classes=("cat", "dog"), p
                 Image.fromarray(pixels).save(root / split / cls / f"{i}.png")
 
 
-@needs_torchvision
-def test_image_file_augmentation_is_fixed_by_the_seed_whatever_the_workers(tmp_path):
+def image_file_split(root, workers: int):
+    """A LoaderSplit over 8 small PNGs (2 classes), with the reference's augmenting transforms."""
     from emergent_frl.vision.datasets import file_transforms
     from emergent_frl.vision.splits import LoaderSplit
 
-    write_image_folder(tmp_path, splits=("train",))
+    if not (root / "train").exists():
+        write_image_folder(root, splits=("train",))
     datasets = import_torchvision("image files").datasets
-    train_view, eval_view = (datasets.ImageFolder(str(tmp_path / "train"), transform=t)
-                             for t in file_transforms(16, augment=True))
+    views = [datasets.ImageFolder(str(root / "train"), transform=t) for t in file_transforms(16, augment=True)]
+    return LoaderSplit(*views, workers=workers)
 
+
+@needs_torchvision
+def test_image_file_augmentation_is_fixed_by_the_seed_whatever_the_workers(tmp_path):
     def epoch(workers, seed):
-        split = LoaderSplit(train_view, eval_view, workers=workers)
+        split = image_file_split(tmp_path, workers)
         return [b for b in split.batches(3, train=True, generator=torch.Generator().manual_seed(seed))]
 
     global_state = torch.get_rng_state()
@@ -315,13 +319,7 @@ def test_image_file_augmentation_is_fixed_by_the_seed_whatever_the_workers(tmp_p
 
 @needs_torchvision
 def test_loader_split_keeps_its_worker_processes_across_epochs(tmp_path):
-    from emergent_frl.vision.datasets import file_transforms
-    from emergent_frl.vision.splits import LoaderSplit
-
-    write_image_folder(tmp_path, splits=("train",))
-    datasets = import_torchvision("image files").datasets
-    views = [datasets.ImageFolder(str(tmp_path / "train"), transform=t) for t in file_transforms(16, augment=True)]
-    split = LoaderSplit(*views, workers=1)
+    split = image_file_split(tmp_path, workers=1)
     first = [x for x, _ in split.batches(4, train=True, generator=torch.Generator().manual_seed(0))]
     workers = split._loaders[(True, 4)]._iterator._workers
     second = [x for x, _ in split.batches(4, train=True, generator=torch.Generator().manual_seed(1))]
