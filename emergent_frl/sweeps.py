@@ -15,7 +15,7 @@ never a home-made scheduler:
   their checkpoint; a directory holding a run with other settings stops the sweep before any work.
 - On the batched engine (the default, as in the game scripts) the runs that share a game shape
   (`batch_key`) are trained together, up to `batch` runs per worker task, split so that every
-  worker gets work; iterated_learning runs, and runs started on the reference engine, train alone.
+  worker gets work; runs started on the reference engine go on alone, on that engine.
 - A failed run is reported with its error. Crashes (a killed worker, an OSError, any unexpected
   exception) are retried up to `retries` times, each retry resuming from the last checkpoint; bad
   input (ValueError) and diverged runs (NonFiniteError) are deterministic and are not retried.
@@ -383,10 +383,7 @@ def run_engine(path: pathlib.Path, config: dict[str, Any], state: str, engine: s
                compile: bool | str = "auto") -> tuple[str, bool | str]:
     """(engine, compile setting) `config`'s run trains with: the sweep's for a new run, its own
     for a started one, as config.json records them (so it continues as it began; runs started
-    before sweeps had engines are reference runs), and the reference engine for strategies that
-    are not batched."""
-    if batch_key(config) is None:
-        return "reference", compile
+    before sweeps had engines are reference runs)."""
     if state == "new":
         return engine, compile
     try:

@@ -26,7 +26,7 @@ from typing import Any, Iterator, NoReturn, Sequence
 import torch
 
 from emergent_frl.agents import CELLS, CHANNELS
-from emergent_frl.batched import ENGINES, LEGACY_ENGINE, batch_key, parse_seeds, run_language_batched
+from emergent_frl.batched import ENGINES, LEGACY_ENGINE, parse_seeds, run_language_batched
 from emergent_frl.relearn import (
     MASKS,
     RESETS,
@@ -138,7 +138,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
     group.add_argument("--seed", type=int, help="seed of weights, batches and sampling (default 0)")
     group.add_argument("--seeds", metavar="LIST",
                        help="several seeds in one process, trained as one batched computation, e.g. "
-                            "0-15 or 0,3,7; each writes OUT/seedS (iterated_learning runs one by one)")
+                            "0-15 or 0,3,7; each writes OUT/seedS")
     group.add_argument("--engine", choices=ENGINES,
                        help="batched (default): the fast stacked engine, also used for --seeds; "
                             "reference: the agents' own modules and torch optimizers (what the "
@@ -312,10 +312,6 @@ def values_from_args(args: argparse.Namespace, game: str) -> dict[str, Any]:
     game_config.validate()
     relearn.validate()
     values = {**game_config.to_dict(), **relearn.to_dict()}
-    if batch_key(values) is None and (args.engine == "batched" or args.compile is not None):
-        flag = "--engine batched" if args.engine == "batched" else compile_flag(args)
-        raise ValueError(f"{flag}: --strategy {values['strategy']} trains on the reference engine "
-                         "(its phases are not batched)")
     return values
 
 
@@ -393,7 +389,7 @@ def run_from_args(args: argparse.Namespace, values: dict[str, Any],
     if args.resume is not None and args.out is not None and pathlib.Path(args.out) != pathlib.Path(args.resume):
         raise ValueError(f"--out {args.out}: differs from --resume {args.resume}; give one of them")
     torch.set_num_threads(args.threads if args.threads is not None else 1)
-    engine = engine_from_args(args) if batch_key(values) is not None else "reference"
+    engine = engine_from_args(args)
     compile = compile_from_args(args)
     launch = {"iterations": values["generations"] * values["iterations_per_generation"],
               "preset": args.preset, "argv": list(sys.argv[1:] if argv is None else argv), "engine": engine}

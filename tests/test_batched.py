@@ -132,9 +132,10 @@ def test_one_runs_seed_does_not_change_another_runs_records():
 
 
 def test_batched_runs_write_the_run_directories_a_single_run_writes(tmp_path):
-    strategies = ["pbf", "reset_receiver", "no_reset", "partial"]
+    strategies = ["pbf", "reset_receiver", "no_reset", "partial", "iterated_learning"]
     values = [tiny(strategy=s, seed=i, generations=3, iterations_per_generation=20, eval_every=10,
-                   sender_keep_fraction=0.5, fresh_optimizers=True)
+                   sender_keep_fraction=0.5, fresh_optimizers=True, imitation_iterations=5,
+                   listener_only_iterations=5)
               for i, s in enumerate(strategies)]
     outs = [str(tmp_path / f"batched-{i}") for i in range(len(values))]
     seen = []
@@ -147,7 +148,9 @@ def test_batched_runs_write_the_run_directories_a_single_run_writes(tmp_path):
         assert batched_dir.read_config() == single_dir.read_config()
         assert [set(r) for r in batched_dir.records()] == [set(r) for r in single_dir.records()]
         assert [set(r) for r in records[i]] == [set(r) for r in single]
-        assert len(batched_dir.records(EVALUATIONS_FILE)) == len(single_dir.records(EVALUATIONS_FILE)) == 6
+        # every 10 iterations of each train call: IL's 5 warm-up + 15 give one per generation
+        evaluations = 3 if strategies[i] == "iterated_learning" else 6
+        assert len(batched_dir.records(EVALUATIONS_FILE)) == len(single_dir.records(EVALUATIONS_FILE)) == evaluations
         for a, b in zip(records[i], single):
             assert a["generation"] == b["generation"] and a["iteration"] == b["iteration"]
             assert a["strategy"] == b["strategy"] and a["seed"] == b["seed"]
@@ -158,14 +161,16 @@ def test_batched_runs_write_the_run_directories_a_single_run_writes(tmp_path):
         assert set(language) == set(single_dir.read_json("language.json"))
 
 
-def test_a_batched_run_consumes_its_single_runs_random_stream():
+@pytest.mark.parametrize("strategy", ["pbf", "iterated_learning"])
+def test_a_batched_run_consumes_its_single_runs_random_stream(strategy):
     """Exact equality of the records with `run_language` is not promised: the batched matmuls,
     the concatenation-free tanh and the candidate-score reassociation round differently from the
     single-run modules, Adam's first steps turn ~1e-7 gradient differences into ~lr parameter
     differences, and sampled symbols eventually flip. What is exact: run i draws the same random
     numbers (batches and sampling noise) as the single run with its seed, so both runs' generators
     end in the same state, and the forgetting masks agree."""
-    values = tiny(strategy="pbf", generations=2, iterations_per_generation=10)
+    values = tiny(strategy=strategy, generations=2, iterations_per_generation=10, imitation_iterations=4,
+                  listener_only_iterations=3)
     game_configs, relearns = zip(*(split_config({**values, "seed": s}) for s in (0, 1)))
     batched = BatchedLanguageRuns(game_configs, relearns, progress=False)
     batched.run()
@@ -197,22 +202,54 @@ def test_resumed_batch_writes_the_records_of_an_uninterrupted_one(tmp_path):
     assert [r["generation"] for r in more] == [0, 1, 2, 3]
 
 
-def test_iterated_learning_and_other_shapes_run_one_by_one():
+def test_runs_of_other_shapes_or_warm_ups_go_to_other_batches():
     values = [tiny(strategy="iterated_learning", generations=2, iterations_per_generation=10,
                    imitation_iterations=5, listener_only_iterations=2),
               tiny(strategy="pbf", generations=2, iterations_per_generation=10),
               tiny(strategy="pbf", generations=2, iterations_per_generation=10, seed=1),
               tiny(strategy="pbf", generations=2, iterations_per_generation=10, hidden_size=8)]
-    assert batch_key(values[0]) is None
     assert batch_key(values[1]) == batch_key(values[2]) != batch_key(values[3])
-    records = run_language_batched(values, progress=False, max_batch=1)
+    assert batch_key(values[0]) != batch_key(values[1])  # iterated learning's listener-only warm-up
+    assert batch_key({**values[0], "strategy": "pbf"}) == batch_key(values[1])  # the warm-up is IL's alone
+    records = run_language_batched(values, progress=False, max_batch=2)
     assert [len(r) for r in records] == [2, 2, 2, 2]
-    alone = run_language(values[0], None, progress=False)
-    assert _without_seconds(records[0]) == _without_seconds(alone)  # the single-run code path
-    with pytest.raises(ValueError, match="not batched"):
+    with pytest.raises(ValueError, match="listener-only warm-up"):
         BatchedLanguageRuns(*zip(*(split_config(v) for v in values[:2])), progress=False)
     with pytest.raises(ValueError, match="hidden_size"):
         BatchedLanguageRuns(*zip(*(split_config(v) for v in values[2:])), progress=False)
+
+
+def test_iterated_learnings_warm_up_trains_the_listener_alone():
+    # a whole generation of listener-only steps: the speaker ends it as imitation left it
+    values = [tiny(strategy="iterated_learning", generations=2, iterations_per_generation=12, seed=s,
+                   imitation_iterations=6, listener_only_iterations=12) for s in (0, 1)]
+    runs = BatchedLanguageRuns(*zip(*(split_config(v) for v in values)), progress=False)
+    runs.run(until=1)
+    imitated = [{n: p.detach().clone() for n, p in m.game.named_parameters()} for m in runs.members]
+    assert all(r["generation"] == 0 and "imitation_accuracy" in r for m in runs.members for r in m.records)
+    runs.run()
+    for member, before in zip(runs.members, imitated):
+        now = dict(member.game.named_parameters())
+        sender = [n for n in before if n.startswith("sender.")]
+        receiver = [n for n in before if n.startswith("receiver.")]
+        assert sender and receiver
+        assert all(torch.equal(now[n], before[n]) for n in sender)
+        assert not all(torch.equal(now[n], before[n]) for n in receiver)
+
+
+def test_stacked_adam_steps_one_agent_alone():
+    batched = BatchedGame([build_game(LanguageGameConfig(**TINY, seed=s)) for s in (0, 1)])
+    adam = StackedAdam(batched.leaves, batched.slots, {slot.name: [1e-2, 1e-2] for slot in batched.slots})
+    start = {n: t.clone() for n, t in batched.parameters_by_name().items()}
+    grads = {leaf: torch.ones_like(t) for leaf, t in batched.leaves.items()}
+    adam.step(grads, only="receiver")
+    now = batched.parameters_by_name()
+    assert all(torch.equal(now[n], start[n]) for n in now if n.startswith("sender."))
+    assert all(not torch.equal(now[n], start[n]) for n in now if n.startswith("receiver."))
+    receiver_slots = [k for k, slot in enumerate(batched.slots) if slot.name.startswith("receiver.")]
+    assert adam.steps[receiver_slots].eq(1).all() and adam.steps.sum() == len(receiver_slots) * 2
+    with pytest.raises(ValueError, match="agents are"):
+        adam.step(grads, only="listener")
 
 
 def test_a_diverging_run_stops_alone(tmp_path):

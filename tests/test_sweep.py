@@ -287,20 +287,21 @@ def test_a_batch_that_crashes_resumes_together_and_a_diverging_run_fails_alone(t
 
 
 def test_plan_tasks_batches_by_shape_fills_the_workers_and_keeps_started_runs_engines(tmp_path):
-    _, runs = sweep.load_grid("paper_language")  # no_reset and pbf share a shape, reset_receiver
-    states = {run.name: "new" for run in runs}      # (6,000 iterations) has its own, IL is not batched
+    # no_reset and pbf share a shape; reset_receiver (6,000 iterations a generation) and iterated
+    # learning (its listener-only warm-up) have shapes of their own
+    _, runs = sweep.load_grid("paper_language")
+    states = {run.name: "new" for run in runs}
 
     def shapes(tasks):
         return [(task.engine, len(task.runs)) for task in tasks]
 
-    alone = [("reference", 1)] * 5
-    assert shapes(plan_tasks(runs, tmp_path, states, "batched", 16, slots=2)) == [("batched", 10), ("batched", 5),
-                                                                                 *alone]
+    assert shapes(plan_tasks(runs, tmp_path, states, "batched", 16, slots=2)) == [
+        ("batched", 10), ("batched", 5), ("batched", 5)]
     assert shapes(plan_tasks(runs, tmp_path, states, "batched", 4, slots=2)) == [
-        ("batched", 4), ("batched", 3), ("batched", 3), ("batched", 3), ("batched", 2), *alone]
-    assert shapes(plan_tasks(runs, tmp_path, states, "batched", 16, slots=8)) == [
-        ("batched", 3), ("batched", 3), ("batched", 2), ("batched", 2),  # 10 runs in 8 / 2 parts
-        ("batched", 2), ("batched", 1), ("batched", 1), ("batched", 1), *alone]
+        ("batched", 4), ("batched", 3), ("batched", 3), ("batched", 3), ("batched", 2), ("batched", 3), ("batched", 2)]
+    assert shapes(plan_tasks(runs, tmp_path, states, "batched", 16, slots=8)) == [  # 8 / 3 groups: 3 parts each
+        ("batched", 4), ("batched", 3), ("batched", 3), ("batched", 2), ("batched", 2), ("batched", 1),
+        ("batched", 2), ("batched", 2), ("batched", 1)]
     assert shapes(plan_tasks(runs, tmp_path, states, "reference", 16, slots=2)) == [("reference", 1)] * 20
     tasks = plan_tasks(runs, tmp_path, states, "batched", 16, slots=1)
     assert [run.name for run in tasks[0].runs] == [f"{s}/seed{i}" for s in ("no_reset", "pbf") for i in range(5)]
@@ -313,10 +314,11 @@ def test_plan_tasks_batches_by_shape_fills_the_workers_and_keeps_started_runs_en
     (tmp_path / "pbf/seed2/config.json").write_text('{"engine": "batched", "compile": false}')
     states.update({"pbf/seed0": "partial", "pbf/seed1": "partial", "pbf/seed2": "partial"})
     tasks = plan_tasks(runs, tmp_path, states, "batched", 16, slots=1)
-    assert Task("reference", (runs[10],)) in tasks and runs[10].name == "pbf/seed0"
+    assert tasks[-1] == Task("reference", (runs[10],)) and runs[10].name == "pbf/seed0"
     # ... and their compile setting: a run begun eager goes on eager, in a batch of its own
-    assert [(task.engine, len(task.runs), task.compile) for task in tasks][:3] == [
-        ("batched", 8, "auto"), ("batched", 5, "auto"), ("batched", 1, False)]
+    assert [(task.engine, len(task.runs), task.compile) for task in tasks] == [
+        ("batched", 8, "auto"), ("batched", 5, "auto"), ("batched", 1, False), ("batched", 5, "auto"),
+        ("reference", 1, "auto")]
     assert tasks[2].runs[0].name == "pbf/seed2"
 
 

@@ -46,8 +46,11 @@ differences into ~lr weight differences and sampled symbols eventually flip. Bat
 single-run seed i in distribution, on the same random stream. Runs in one batch do not influence
 each other: run i's records do not change when another run's seed changes.
 
-Not batched: `iterated_learning` (its imitation phase and listener-only warm-up are per-run
-phases); `run_language_batched` runs those configs one by one with `run_language`.
+Every strategy batches. Iterated learning's phases fit as follows: the imitation of the old
+speaker's lexicon happens at the generation boundary in the member's own code (as forgetting
+does), and the listener-only warm-up opening each generation is a stretch of batched steps that
+step only the listeners' Adam (`StackedAdam.step(only="receiver")`), so runs batch only with runs
+of the same warm-up length (`batch_key`).
 Devices: written for CPU and CUDA alike (no host sync in the training step; `compile=
 "reduce-overhead"` gives CUDA graphs), but exercised on CPU only so far.
 """

@@ -40,24 +40,35 @@ class StackedAdam:
             self._per_run(self.exp_avg_sq),
             list(self.steps.view(-1).unbind(0)),
         )
-        groups: dict[float, list[int]] = {}
+        # (slot, run) view indices per learning rate: for every agent together (None) and per agent
+        # ("sender", "receiver": the first part of a slot's name), for steps of one agent's Adam.
+        self._groups: dict[str | None, dict[float, list[int]]] = {}
         for k, slot in enumerate(self.slots):
-            for run, lr in enumerate(lrs[slot.name]):
-                groups.setdefault(float(lr), []).append(k * self.n_runs + run)
-        self._groups = groups
+            for agent in (None, slot.name.split(".")[0]):
+                for run, lr in enumerate(lrs[slot.name]):
+                    self._groups.setdefault(agent, {}).setdefault(float(lr), []).append(k * self.n_runs + run)
+        self._agent_slots = {agent: [k for k, slot in enumerate(self.slots) if slot.name.split(".")[0] == agent]
+                             for agent in self._groups if agent is not None}
 
     def _per_run(self, stacked: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return [block for slot in self.slots for block in stacked[slot.leaf].unbind(0)]
 
     @torch.no_grad()
-    def step(self, grads: dict[str, torch.Tensor]) -> None:
-        """One Adam step of every run with the leaves' gradients ({leaf name: [S, ...]})."""
+    def step(self, grads: dict[str, torch.Tensor], only: str | None = None) -> None:
+        """One Adam step of every run with the leaves' gradients ({leaf name: [S, ...]}); `only`
+        ("sender" or "receiver"): step that agent's Adam alone, the other's state is left as it is."""
+        if only is not None and only not in self._agent_slots:
+            raise ValueError(f"StackedAdam.step(only={only!r}): agents are {sorted(self._agent_slots)}")
         params, exp_avgs, exp_avg_sqs, steps = self._views
         views = (params, self._per_run(grads), exp_avgs, exp_avg_sqs, steps)
-        if self.fused:
-            self.steps.add_(1)  # one op for every (run, parameter) step count
-        for lr, index in self._groups.items():
-            lists = views if len(self._groups) == 1 else tuple([lst[i] for i in index] for lst in views)
+        groups = self._groups[only]
+        if self.fused:  # one op for every (run, parameter) step count
+            if only is None:
+                self.steps.add_(1)
+            else:
+                self.steps[self._agent_slots[only]] += 1
+        for lr, index in groups.items():
+            lists = views if only is None and len(groups) == 1 else tuple([lst[i] for i in index] for lst in views)
             if self.fused:  # what torch.optim.adam.adam(fused=True) calls, minus its per-tensor step increments
                 torch._fused_adam_(*lists[:4], [], lists[4], lr=lr, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1],
                                    weight_decay=0.0, eps=ADAM_EPS, amsgrad=False, maximize=False)

@@ -23,7 +23,6 @@ from emergent_frl.relearn import (
     NonFiniteError,
     RelearnConfig,
     flat_config,
-    run_language,
     split_config,
 )
 from emergent_frl.runs import RunDirectory
@@ -36,7 +35,6 @@ SHAPE_FIELDS = (
     "batch_size", "baseline", "device", "eval_every",
 )
 RELEARN_SHAPE_FIELDS = ("generations", "iterations_per_generation")
-UNBATCHED_STRATEGIES = ("iterated_learning",)
 # How a run trains. "batched": this package (stacked parameters, fused Adam, the loss under
 # torch.compile where it works), the fast one; "reference": emergent_frl.relearn.LanguageRun (the
 # agents' own modules and torch optimizers), what run_language runs. The two follow a seed in
@@ -47,14 +45,22 @@ STAT_NAMES = ("train_accuracy", "train_loss", "train_sender_entropy", "train_rec
 MAX_SEEDS = 4096
 
 
-def batch_key(values: dict[str, Any]) -> tuple | None:
-    """Runs with equal keys can share one batch; None: this run cannot be batched."""
+def listener_only_warmup(relearn: RelearnConfig) -> int:
+    """Iterations at the start of every generation that update only the listener (iterated
+    learning's warm-up; 0 for every other strategy)."""
+    if relearn.strategy != "iterated_learning":
+        return 0
+    return min(relearn.listener_only_iterations, relearn.iterations_per_generation)
+
+
+def batch_key(values: dict[str, Any]) -> tuple:
+    """Runs with equal keys can share one batch: same shapes, generation length and listener-only
+    warm-up (every strategy batches)."""
     game, relearn = split_config(values)
-    if relearn.strategy in UNBATCHED_STRATEGIES:
-        return None
     g, r = game.to_dict(), relearn.to_dict()
     g["n_values"] = game.space().n_values  # 3 and [3, 3] are one shape
-    return tuple(g[k] for k in SHAPE_FIELDS) + tuple(r[k] for k in RELEARN_SHAPE_FIELDS)
+    return (tuple(g[k] for k in SHAPE_FIELDS) + tuple(r[k] for k in RELEARN_SHAPE_FIELDS)
+            + (listener_only_warmup(relearn),))
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -104,17 +110,18 @@ class _Member(LanguageRun):
     hands it a generation's stats (`hand_over`), `train` returns them (and the record's "seconds"
     include the batch's training time); otherwise it trains alone, as usual."""
 
-    _pending: dict[str, Any] | None = None
+    _pending: tuple[dict[str, Any], ...] = ()
     _pending_seconds = 0.0
 
-    def hand_over(self, stats: dict[str, Any], seconds: float) -> None:
-        """The batch's training of this run's next generation: its stats and the batch's wall time."""
-        self._pending, self._pending_seconds = stats, seconds
+    def hand_over(self, stats: Sequence[dict[str, Any]], seconds: float) -> None:
+        """The batch's training of this run's next generation, one stats dict per `train` call the
+        generation makes (the listener-only warm-up, then the rest), and the batch's wall time."""
+        self._pending, self._pending_seconds = tuple(stats), seconds
 
     def train(self, n: int, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
-        if self._pending is None or n == 0:
+        if not self._pending or n == 0:
             return super().train(n, optimizers)
-        stats, self._pending = self._pending, None
+        stats, self._pending = self._pending[0], self._pending[1:]
         if stats["iterations"] != n:
             raise RuntimeError(f"batched training ran {stats['iterations']} iterations, the run expected {n}")
         self.iteration += n
@@ -158,12 +165,9 @@ class BatchedLanguageRuns:
         if len(run_dirs) != len(game_configs):
             raise ValueError("BatchedLanguageRuns: give one run directory (or None) per run")
         keys = [batch_key(flat_config(g, r)) for g, r in zip(game_configs, relearns)]
-        if None in keys:
-            raise ValueError(f"BatchedLanguageRuns: strategies {list(UNBATCHED_STRATEGIES)} are not batched; "
-                             "run them with run_language")
         for i, key in enumerate(keys):
             if key != keys[0]:
-                fields = SHAPE_FIELDS + RELEARN_SHAPE_FIELDS
+                fields = SHAPE_FIELDS + RELEARN_SHAPE_FIELDS + ("listener-only warm-up",)
                 differing = [f for f, a, b in zip(fields, key, keys[0]) if a != b]
                 raise ValueError(f"BatchedLanguageRuns: run {i} differs from run 0 in {differing}; "
                                  "only runs of one shape can share a batch")
@@ -218,18 +222,21 @@ class BatchedLanguageRuns:
             self.optimizer.import_run(run, optimizer, self._names[run])
 
     # -- training -----------------------------------------------------------------------------------
-    def train_step(self) -> torch.Tensor:
-        """One iteration of every run; returns the per-run stats [S, 4] (on the device, no sync)."""
+    def train_step(self, only: str | None = None) -> torch.Tensor:
+        """One iteration of every run; returns the per-run stats [S, 4] (on the device, no sync).
+        only="receiver": step only the listener's Adam, as a single run passing only its optimizer."""
         batch = self.game.sample(self.generators)
         loss, stats = self.game.losses(batch)
         leaves = self.game.leaves
         # A weight that met only zero inputs (e.g. max_len 1) gets a zero gradient, as in a single run.
         grads = torch.autograd.grad(loss.sum(), list(leaves.values()), allow_unused=True, materialize_grads=True)
-        self.optimizer.step(dict(zip(leaves, grads)))
+        self.optimizer.step(dict(zip(leaves, grads)), only=only)
         return stats
 
-    def train(self, n_iterations: int, *, eval_every: int | None = None) -> list[dict[str, Any]]:
-        """Train every run `n_iterations` iterations (as `train_iterations` trains one): every
+    def train(self, n_iterations: int, *, eval_every: int | None = None,
+              only: str | None = None) -> list[dict[str, Any]]:
+        """Train every run `n_iterations` iterations (as `train_iterations` trains one; `only`: see
+        `train_step`): every
         `eval_every` iterations each live run is evaluated by `evaluate` on its own modules and the
         record goes to its member's `record_evaluation` (evaluations.jsonl). Returns per run {"iterations",
         train_* since the last evaluation, "evaluations"}."""
@@ -240,7 +247,7 @@ class BatchedLanguageRuns:
         bar = tqdm(total=n_iterations, disable=None if self.progress else True,
                    desc=f"{self.game.template.kind} x{self.n_runs}", leave=False)
         for step in range(1, n_iterations + 1):
-            stats.add(self.train_step())
+            stats.add(self.train_step(only))
             bar.update(1)
             if eval_every and step % eval_every == 0:
                 last = stats.read()
@@ -268,16 +275,19 @@ class BatchedLanguageRuns:
                 self._store(i)
                 member.extend_finished_run()
                 self._load(i)
+        warmup = listener_only_warmup(self.relearn)  # one value per batch (batch_key)
+        phases = [(n, only) for n, only in ((warmup, "receiver"), (self.relearn.iterations_per_generation - warmup, None))
+                  if n > 0]
         while any(m.generation < stop for i, m in enumerate(self.members) if i not in self.failed):
             started = time.perf_counter()
-            results = self.train(self.relearn.iterations_per_generation,
-                                 eval_every=self.members[0].config.eval_every or None)
+            results = [self.train(n, eval_every=self.members[0].config.eval_every or None, only=only)
+                       for n, only in phases]
             seconds = time.perf_counter() - started
             for i, member in enumerate(self.members):
                 if i in self.failed:
                     continue
                 self._store(i)
-                member.hand_over(results[i], seconds)
+                member.hand_over([phase[i] for phase in results], seconds)
                 try:
                     member.run(until=member.generation + 1)
                 except NonFiniteError as error:
@@ -306,8 +316,8 @@ def run_language_batched(
     """`run_language` for many runs: the runs that share a shape train as one batch.
 
     values_list[i]: run i's flat config (as for `run_language`); outs[i]: its run directory (or
-    None). Runs are grouped by `batch_key` (at most `max_batch` per batch); iterated_learning runs
-    go one by one through `run_language`. `on_record(i, record)` is called for run i's records.
+    None). Runs are grouped by `batch_key` (at most `max_batch` per batch). `on_record(i, record)`
+    is called for run i's records.
     `launch`: config.json keys saying how the runs were started, one dict for all or one per run.
     Every run's directory holds what `run_language` writes (config.json with `launch`, records,
     language.json, checkpoint.pt), so each can be resumed alone. Returns the records, per run.
@@ -338,22 +348,13 @@ def run_language_batched(
     groups: dict[Any, list[int]] = {}
     for i, values in enumerate(values_list):
         key = batch_key(values)
-        groups.setdefault(("single", i) if key is None else key, []).append(i)
+        groups.setdefault(key, []).append(i)
     records: list[list[dict[str, Any]] | None] = [None] * len(values_list)
     diverged: dict[int, NonFiniteError] = {}
-    for key, members in groups.items():
+    for members in groups.values():
         chunks = [members] if max_batch is None else [members[k:k + max_batch]
                                                       for k in range(0, len(members), max_batch)]
         for chunk in chunks:
-            if key[0] == "single":
-                i = chunk[0]
-                callback = None if on_record is None else (lambda rec, i=i: on_record(i, rec))
-                try:
-                    records[i] = run_language(values_list[i], outs[i], resume=resume, progress=progress,
-                                              on_record=callback, until=until, launch=launches[i])
-                except NonFiniteError as error:
-                    diverged[i] = error
-                continue
             runs = BatchedLanguageRuns(
                 [configs[i][0] for i in chunk], [configs[i][1] for i in chunk], [run_dirs[i] for i in chunk],
                 resume=resume, progress=progress, compile=compile,
