@@ -275,7 +275,8 @@ class BatchedLanguageRuns:
                 self._store(i)
                 member.extend_finished_run()
                 self._load(i)
-        warmup = listener_only_warmup(self.relearn)  # one value per batch (batch_key)
+        # as LanguageRun.run_generation splits a generation; one value per batch (batch_key)
+        warmup = min(self.members[0].strategy.listener_only_iterations, self.relearn.iterations_per_generation)
         phases = [(n, only) for n, only in ((warmup, "receiver"), (self.relearn.iterations_per_generation - warmup, None))
                   if n > 0]
         while any(m.generation < stop for i, m in enumerate(self.members) if i not in self.failed):
