@@ -24,9 +24,9 @@ reads the whole tree. Re-launching the command skips finished runs and resumes u
 their checkpoints; crashed runs are retried (`--retries`). As in the game scripts, runs train on
 the batched engine: those of one shape (seeds, strategies with the same generation length;
 iterated learning with iterated learning) train together, up to `--batch` per task
-(`--engine reference`: each alone). Backends: `local` (a
-process pool on this machine, `--workers`) or `ray` (Ray tasks; `--address auto` joins a running
-cluster, whose nodes must see DIR and have this package installed; needs `pip install -e ".[dist]"`).
+(`--engine reference`: each alone). Backends: `local` (a process pool on this machine,
+`--workers`) or `ray` (Ray tasks; `--address auto` joins a running cluster, whose nodes must see
+DIR and have this package installed; needs `pip install -e ".[dist]"`).
 Exit status: 0 all runs done, 1 some failed, 2 bad input (nothing ran), 130 interrupted.
 """
 
