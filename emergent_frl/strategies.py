@@ -49,7 +49,7 @@ class Strategy:
     """Base: no forgetting. Subclasses override `forget`."""
 
     name = "no_reset"
-    listener_only_iterations = 0  # iterations at the start of generations >= 1 that update only the listener
+    listener_only_iterations = 0  # iterations at the start of every generation (the first too) that update only the listener
 
     def __init__(self, operators: dict[str, ForgettingOperator] | None = None):
         self.operators = operators or {}
