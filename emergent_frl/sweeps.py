@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
-from emergent_frl.batched import ENGINES, LEGACY_ENGINE, DivergedRuns, batch_key, run_language_batched
+from emergent_frl.batched import ENGINES, DivergedRuns, batch_key, recorded_engine, run_language_batched
 from emergent_frl.batched.compiling import compile_mode
 from emergent_frl.relearn import NonFiniteError, run_language, split_config
 from emergent_frl.runs import CHECKPOINT_FILE, CONFIG_FILE, RECORDS_FILE, atomic_write_text, to_jsonable
@@ -144,6 +144,12 @@ def _failure(error: BaseException, *, retry: bool, tb: str | None = None) -> dic
             "traceback": tb}
 
 
+def _done(path: str, *, skipped: bool, started: float) -> dict[str, Any]:
+    """A run's result when it finished now or was finished already (`skipped`)."""
+    return {"ok": True, "skipped": skipped, "generations": _count_records(pathlib.Path(path)),
+            "seconds": time.perf_counter() - started}
+
+
 def run_one(name: str, config: dict[str, Any], path: str, threads: int = 1) -> dict[str, Any]:
     """Run (or resume, or skip) one run directory; never raises: returns {'ok': ...} as plain data,
     so results cross process and Ray boundaries whatever the exception type."""
@@ -153,13 +159,10 @@ def run_one(name: str, config: dict[str, Any], path: str, threads: int = 1) -> d
 
         torch.set_num_threads(threads)
         state = run_state(path, config)
-        if state == "finished":
-            return {"ok": True, "skipped": True, "generations": _count_records(pathlib.Path(path)),
-                    "seconds": time.perf_counter() - started}
-        records = run_language(config, path, resume=state == "partial", progress=False,
-                               launch={"sweep_run": name, "engine": "reference"})
-        return {"ok": True, "skipped": False, "generations": len(records),
-                "seconds": time.perf_counter() - started}
+        if state != "finished":
+            run_language(config, path, resume=state == "partial", progress=False,
+                         launch={"sweep_run": name, "engine": "reference"})
+        return _done(path, skipped=state == "finished", started=started)
     except (ValueError, NonFiniteError) as error:  # bad input or divergence: the same every time
         return _failure(error, retry=False, tb=traceback.format_exc())
     except Exception as error:  # noqa: BLE001 - a crash: reported, and retried from the checkpoint
@@ -180,8 +183,7 @@ def run_batch(names: list[str], configs: list[dict[str, Any]], paths: list[str],
         states = [run_state(path, config) for path, config in zip(paths, configs)]
         for i, state in enumerate(states):
             if state == "finished":
-                results[i] = {"ok": True, "skipped": True, "generations": _count_records(pathlib.Path(paths[i])),
-                              "seconds": 0.0}
+                results[i] = _done(paths[i], skipped=True, started=started)
         for state in ("partial", "new"):
             members = [i for i, s in enumerate(states) if s == state]
             if not members:
@@ -198,9 +200,7 @@ def run_batch(names: list[str], configs: list[dict[str, Any]], paths: list[str],
             for j, i in enumerate(members):
                 error = diverged.get(j)
                 results[i] = (_failure(error, retry=False, tb="".join(traceback.format_exception(error)))
-                              if error is not None else
-                              {"ok": True, "skipped": False, "generations": _count_records(pathlib.Path(paths[i])),
-                               "seconds": time.perf_counter() - started})
+                              if error is not None else _done(paths[i], skipped=False, started=started))
         return results  # type: ignore[return-value]
     except Exception as error:  # noqa: BLE001 - every run not done yet fails with it
         failure = _failure(error, retry=not isinstance(error, ValueError), tb=traceback.format_exc())
@@ -390,9 +390,7 @@ def run_engine(path: pathlib.Path, config: dict[str, Any], state: str, engine: s
         saved = json.loads((path / CONFIG_FILE).read_text())
     except (OSError, ValueError):
         saved = {}
-    if not isinstance(saved, dict):
-        saved = {}
-    return saved.get("engine", LEGACY_ENGINE), saved.get("compile", compile)
+    return recorded_engine(saved if isinstance(saved, dict) else {}, compile)
 
 
 def plan_tasks(todo: list[SweepRun], out: pathlib.Path, states: dict[str, str], engine: str,

@@ -26,7 +26,7 @@ from typing import Any, Iterator, NoReturn, Sequence
 import torch
 
 from emergent_frl.agents import CELLS, CHANNELS
-from emergent_frl.batched import ENGINES, LEGACY_ENGINE, parse_seeds, run_language_batched
+from emergent_frl.batched import ENGINES, parse_seeds, recorded_engine, run_language_batched
 from emergent_frl.relearn import (
     MASKS,
     RESETS,
@@ -336,7 +336,7 @@ def _saved_launch(args: argparse.Namespace) -> dict[str, Any]:
 def engine_from_args(args: argparse.Namespace) -> str:
     """--engine, else a resumed run's own engine, else "batched"."""
     if args.engine is None and args.resume is not None:
-        return _saved_launch(args).get("engine", LEGACY_ENGINE)
+        return recorded_engine(_saved_launch(args))[0]
     return args.engine or "batched"
 
 
@@ -344,7 +344,7 @@ def compile_from_args(args: argparse.Namespace) -> bool | str:
     """--compile / --no-compile, else a resumed run's own setting, else "auto" (compile where the
     machine can): a run resumes as it was made, so its records continue bit for bit."""
     if args.compile is None and args.resume is not None:
-        return _saved_launch(args).get("compile", "auto")
+        return recorded_engine(_saved_launch(args))[1]
     return "auto" if args.compile is None else args.compile
 
 

@@ -61,7 +61,8 @@ from emergent_frl.batched.game import BatchedGame
 from emergent_frl.batched.layout import Slot, parameter_layout
 from emergent_frl.batched.memory import keep_freed_memory
 from emergent_frl.batched.runs import (
-    ENGINES, LEGACY_ENGINE, BatchedLanguageRuns, DivergedRuns, batch_key, parse_seeds, run_language_batched,
+    ENGINES, LEGACY_ENGINE, BatchedLanguageRuns, DivergedRuns, batch_key, parse_seeds, recorded_engine,
+    run_language_batched,
 )
 from emergent_frl.batched.sampling import StackedBatch, StackedSampler, arrange_candidates
 
@@ -84,6 +85,7 @@ __all__ = [
     "keep_freed_memory",
     "parameter_layout",
     "parse_seeds",
+    "recorded_engine",
     "run_language_batched",
     "stacked_linear",
 ]

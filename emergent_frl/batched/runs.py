@@ -41,6 +41,13 @@ RELEARN_SHAPE_FIELDS = ("generations", "iterations_per_generation")
 # distribution, not bit for bit; run directories made before the choice existed are reference runs.
 ENGINES = ("batched", "reference")
 LEGACY_ENGINE = "reference"
+
+
+def recorded_engine(saved: dict[str, Any], compile: bool | str = "auto") -> tuple[str, bool | str]:
+    """(engine, compile setting) a started run was made with, from its config.json `saved`, so
+    it resumes as it began; `compile` where none is recorded. Runs that record no engine were made
+    before the choice existed: reference runs."""
+    return saved.get("engine", LEGACY_ENGINE), saved.get("compile", compile)
 STAT_NAMES = ("train_accuracy", "train_loss", "train_sender_entropy", "train_receiver_entropy")
 MAX_SEEDS = 4096
 
