@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import torch
 
+from emergent_frl.footprint import check_fits_in_memory
 from emergent_frl.forgetting import reset_module
 from emergent_frl.games import LanguageGame
 from emergent_frl.runs import RunDirectory
@@ -360,12 +361,17 @@ def run_language(values: dict[str, Any], out: str | None = None, *, resume: bool
     game_config, relearn = split_config(values)
     game_config.validate()
     relearn.validate()
+    check_fits_in_memory(game_config)
     run_dir = RunDirectory(out, resume=resume) if out is not None else None
-    run = LanguageRun(game_config, relearn, run_dir, progress=progress, on_record=on_record)
-    if run_dir is not None:
-        if resume:
-            run.resume()
-        saved = (run_dir.read_config() or {}) if resume else {}
-        total = {"iterations": relearn.generations * relearn.iterations_per_generation}
-        run_dir.write_config({**(launch or {}), **saved, **flat_config(game_config, relearn), **total})
-    return run.run(until)
+    try:
+        run = LanguageRun(game_config, relearn, run_dir, progress=progress, on_record=on_record)
+        if run_dir is not None:
+            if resume:
+                run.resume()
+            saved = (run_dir.read_config() or {}) if resume else {}
+            total = {"iterations": relearn.generations * relearn.iterations_per_generation}
+            run_dir.write_config({**(launch or {}), **saved, **flat_config(game_config, relearn), **total})
+        return run.run(until)
+    finally:
+        if run_dir is not None:
+            run_dir.close()

@@ -9,15 +9,25 @@ Every run, language or image, writes the same layout so the analysis commands re
 
 Every write goes to a temporary file in the same folder and is renamed over the target, so a crash
 (even SIGKILL) leaves either the old file or the new one, never half a line or a truncated checkpoint.
+
+One writer per run: `RunDirectory` holds an exclusive lock (`flock` on RUN_DIR/.emergent-frl.lock)
+while it is open. The OS drops the lock when the process dies, however it dies, so a crashed run
+can be resumed at once, while a second process that opens the same run is refused with the PID of
+the one writing it. The lock file also marks the folder as this package's: a new run refuses a
+folder that holds files the package did not write.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import math
 import os
 import pathlib
+import pickle
 import secrets
+import zipfile
 from typing import Any
 
 import torch
@@ -25,6 +35,16 @@ import torch
 CONFIG_FILE = "config.json"
 RECORDS_FILE = "generations.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
+LOCK_FILE = ".emergent-frl.lock"
+
+
+class RunInUse(ValueError):
+    """Another live process holds the run directory's lock (`pid`: the holder, as it wrote it)."""
+
+    def __init__(self, path: pathlib.Path, pid: str, flag: str = "--out"):
+        self.path, self.pid = path, pid
+        super().__init__(f"{flag} {path}: another process (PID {pid}) is writing this run; "
+                         "wait for it to finish or stop it")
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -47,7 +67,36 @@ def to_jsonable(obj: Any) -> Any:
 TEMP_SUFFIX = ".tmp"
 
 
+class WriteError(OSError):
+    """Writing a run's file failed (disk full, read-only, quota): the message names the file; the
+    file itself still holds what it held before."""
+
+    def __init__(self, code: int | None, message: str):
+        super().__init__(code, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def describe_os_error(error: OSError) -> str:
+    """'the disk is full' for ENOSPC/EDQUOT, else the OS's own words."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full"
+    return error.strerror or str(error)
+
+
 def _atomic_write(path: pathlib.Path, write) -> None:
+    try:
+        _replace_atomically(path, write)
+    except WriteError:
+        raise
+    except OSError as error:
+        raise WriteError(error.errno, f"cannot write {path}: {describe_os_error(error)}; "
+                                      "it still holds what it held before") from error
+
+
+def _replace_atomically(path: pathlib.Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
     # os.open with 0o666 lets the umask decide the mode, as for any other file the user writes
@@ -74,24 +123,118 @@ def dumps(obj: Any) -> str:
     return json.dumps(to_jsonable(obj), allow_nan=False, sort_keys=False)
 
 
-class RunDirectory:
-    """One run's folder. Refuses to overwrite an existing run unless asked to resume it."""
+def check_new_folder(path: str | os.PathLike, flag: str = "--out") -> pathlib.Path:
+    """`path` as a folder a new run may write: not empty text, not a file, and (when it exists)
+    made by this package (it holds LOCK_FILE) or holding nothing but run folders of this package."""
+    if str(path).strip() == "":
+        raise ValueError(f"{flag} '': give a directory name (an empty one would write into the current directory)")
+    path = pathlib.Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path}: exists and is not a directory")
+    if path.is_dir():
+        try:
+            entries = sorted(entry.name for entry in path.iterdir())
+        except OSError as error:
+            raise ValueError(f"{flag} {path}: cannot be read ({describe_os_error(error)})") from None
+        foreign = [name for name in entries if not (path / name / LOCK_FILE).is_file()]
+        if foreign and LOCK_FILE not in entries:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise ValueError(f"{flag} {path}: holds files this package did not write ({shown}); "
+                             "choose a new or empty directory")
+    return path
 
-    def __init__(self, path: str | os.PathLike, *, resume: bool = False):
-        self.path = pathlib.Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise ValueError(f"--out: {self.path} exists and is not a directory")
+
+def _make_folder(path: pathlib.Path, flag: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{flag} {path}: cannot create the directory ({describe_os_error(error)})") from None
+
+
+# Locks this process holds, by real path: {path: [descriptor, holders]}. Lock ownership is a
+# property of the process, as the OS sees it, so this one table is process-wide: a second
+# `RunDirectory` on a run this process already writes shares its lock instead of being refused
+# with its own PID, and the lock is dropped only when the last of them closes.
+_HELD: dict[str, list[int]] = {}
+
+
+class RunLock:
+    """An exclusive `flock` on PATH/LOCK_FILE, which holds the holder's PID. Released by `release()`
+    (when no other holder in this process remains) or by the OS when the process ends (crash and
+    SIGKILL included)."""
+
+    def __init__(self, folder: pathlib.Path, flag: str = "--out"):
+        self.key: str | None = os.path.realpath(folder / LOCK_FILE)
+        held = _HELD.get(self.key)
+        if held is not None:
+            held[1] += 1
+            return
+        try:
+            fd = os.open(self.key, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            self.key = None
+            raise ValueError(f"{flag} {folder}: cannot write there ({describe_os_error(error)})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            self.key = None
+            raise RunInUse(folder, holder, flag) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _HELD[self.key] = [fd, 1]
+
+    def release(self) -> None:
+        key, self.key = self.key, None
+        held = _HELD.get(key) if key is not None else None
+        if held is None:
+            return
+        held[1] -= 1
+        if held[1] == 0:
+            del _HELD[key]
+            os.close(held[0])  # closing the descriptor drops the flock
+
+    def __del__(self) -> None:
+        self.release()
+
+
+class RunDirectory:
+    """One run's folder, locked against other writers while this object is open (`close()`, or
+    `with RunDirectory(...)`, releases it; so does the end of the process). Refuses to overwrite an
+    existing run unless asked to resume it, and refuses a folder of other files."""
+
+    def __init__(self, path: str | os.PathLike, *, resume: bool = False, flag: str | None = None):
+        flag = flag or ("--resume" if resume else "--out")
+        if resume:
+            if str(path).strip() == "" or not pathlib.Path(path).is_dir():
+                raise ValueError(f"--resume {path}: is not a run directory")
+            self.path = pathlib.Path(path)
+        else:
+            self.path = check_new_folder(path, flag)
+        _make_folder(self.path, flag)
+        self.lock = RunLock(self.path, flag)
         has_records = (self.path / RECORDS_FILE).exists() or (self.path / CHECKPOINT_FILE).exists()
         if has_records and not resume:
+            self.close()
             raise ValueError(
                 f"--out: {self.path} already holds a run; pass --resume {self.path} to continue it "
                 "or choose another directory"
             )
-        if resume and not self.path.is_dir():
-            raise ValueError(f"--resume: {self.path} is not a run directory")
-        self.path.mkdir(parents=True, exist_ok=True)
         if resume:
             self._remove_stale_temporaries()
+
+    def close(self) -> None:
+        """Release the lock: another process may now write this run."""
+        self.lock.release()
+
+    def __enter__(self) -> "RunDirectory":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files left by a write that was killed before its rename: never read, so drop them."""
@@ -103,7 +246,10 @@ class RunDirectory:
         atomic_write_text(self.path / CONFIG_FILE, json.dumps(to_jsonable(config), indent=2) + "\n")
 
     def read_config(self) -> dict | None:
-        return self.read_json(CONFIG_FILE)
+        config = self.read_json(CONFIG_FILE)
+        if config is not None and not isinstance(config, dict):
+            raise ValueError(f"{self.path / CONFIG_FILE}: holds {type(config).__name__}, not a mapping of settings")
+        return config
 
     # records ----------------------------------------------------------------------------------
     def append_record(self, record: dict, name: str = RECORDS_FILE) -> None:
@@ -119,15 +265,17 @@ class RunDirectory:
         _atomic_write(target, write)
 
     def records(self, name: str = RECORDS_FILE) -> list[dict]:
-        target = self.path / name
-        if not target.exists():
-            return []
-        return [json.loads(line) for line in target.read_text().splitlines() if line.strip()]
+        """The records of a .jsonl file; ValueError naming the file and line of one that is no
+        JSON object."""
+        return read_records(self.path / name)
 
     def truncate_records(self, n: int, name: str = RECORDS_FILE) -> None:
         """Keep the first `n` records: on resume, records written after the last checkpoint are redone."""
-        records = self.records(name)[:n]
-        atomic_write_text(self.path / name, "".join(dumps(r) + "\n" for r in records))
+        records = self.records(name)
+        if len(records) < n:
+            raise ValueError(f"{self.path / name}: holds {len(records)} records, but {CHECKPOINT_FILE} covers {n}; "
+                             "the run directory is incomplete (restore the file, or start the run anew)")
+        atomic_write_text(self.path / name, "".join(dumps(r) + "\n" for r in records[:n]))
 
     # other artefacts --------------------------------------------------------------------------
     def write_json(self, name: str, obj: Any) -> None:
@@ -135,15 +283,48 @@ class RunDirectory:
 
     def read_json(self, name: str) -> Any:
         target = self.path / name
-        return json.loads(target.read_text()) if target.exists() else None
+        if not target.exists():
+            return None
+        try:
+            return json.loads(target.read_text())
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValueError(f"{target}: is not valid JSON ({str(error).splitlines()[0][:120]})") from None
 
     # checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:
         _atomic_write(self.path / CHECKPOINT_FILE, lambda handle: torch.save(state, handle))
 
     def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict | None:
-        """Our checkpoints hold tensors and plain Python only, so the safe loader reads them."""
+        """Our checkpoints hold tensors and plain Python only, so the safe loader reads them; a
+        file that is empty, cut short or no checkpoint of ours is a ValueError naming it."""
         target = self.path / CHECKPOINT_FILE
         if not target.exists():
             return None
-        return torch.load(target, map_location=map_location, weights_only=True)
+        try:
+            state = torch.load(target, map_location=map_location, weights_only=True)
+        except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
+                AttributeError, KeyError, IndexError, TypeError) as error:
+            first = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+            raise ValueError(f"{target}: cannot be read as a checkpoint ({first}); restore it, or remove it "
+                             "and its records to start the run anew") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{target}: holds {type(state).__name__}, not a checkpoint of this package")
+        return state
+
+
+def read_records(target: pathlib.Path) -> list[dict]:
+    """The JSON objects of a .jsonl file, one per line ([] when it does not exist)."""
+    if not target.exists():
+        return []
+    out = []
+    for number, line in enumerate(target.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise ValueError(f"{target}: line {number} is not valid JSON") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{target}: line {number} holds {type(record).__name__}, not a record")
+        out.append(record)
+    return out

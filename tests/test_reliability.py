@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import emergent_frl.relearn as relearn
 import games.cli
 from emergent_frl.relearn import NonFiniteError, run_language, split_config
-from emergent_frl.runs import RunDirectory, atomic_write_text
+from emergent_frl.runs import LOCK_FILE, RunDirectory, atomic_write_text
 from emergent_frl.sweeps import SweepError, SweepSummary
 from games import reconstruction, referential, sweep
 from games.cli import build_parser
@@ -137,7 +137,7 @@ def test_a_crash_while_appending_a_record_leaves_the_old_file(tmp_path, monkeypa
     monkeypatch.undo()
     assert (tmp_path / "run" / "generations.jsonl").read_bytes() == before
     assert run_dir.records() == [{"generation": 0, "topsim": 0.5}]
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["generations.jsonl"]  # no temp file left
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [LOCK_FILE, "generations.jsonl"]  # no temp file
 
 
 def test_a_crash_inside_the_checkpoint_writer_leaves_the_old_checkpoint(tmp_path, monkeypatch):
@@ -157,7 +157,7 @@ def test_a_crash_inside_the_checkpoint_writer_leaves_the_old_checkpoint(tmp_path
     monkeypatch.undo()
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
     assert run_dir.load_checkpoint()["generation"] == 1
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [LOCK_FILE, "checkpoint.pt"]
 
 
 def test_a_crash_inside_a_text_writer_leaves_the_old_text(tmp_path, monkeypatch):
