@@ -12,9 +12,10 @@ torch-free ones included, reports errors the same way.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 BAD_INPUT, FAULT, INTERRUPTED = 2, 1, 130
 MAX_MESSAGE = 400  # characters of one error line: huge values are cut, never echoed whole
@@ -57,3 +58,10 @@ def run_command(body: Callable[[], int | None], prog: str | None = None) -> int:
         print(f"{prefix}failed: {os_error_line(error)}", file=sys.stderr)
         return FAULT
     return 0 if code is None else int(code)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (`prog: error: ...`) with exit code 2, no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(BAD_INPUT, f"{self.prog}: error: {one_line(message)}\n")

@@ -1,10 +1,16 @@
 """The house style every analysis figure shares: a headless backend, labelled gridded axes with a
 small legend, a title over the panels, one dpi. One place, so the plots of runs and of probes stay
-alike."""
+alike. Also where a figure goes: `image_target` checks --out before any work, `save_figure` writes
+it in one rename, so a failed write leaves an older figure as it was."""
 
 from __future__ import annotations
 
+import os
+import pathlib
+import secrets
 from typing import Any
+
+DEFAULT_FORMAT = "png"  # what matplotlib writes for a name without an extension
 
 
 def pyplot() -> Any:
@@ -17,17 +23,62 @@ def pyplot() -> Any:
     return plt
 
 
+def image_formats() -> list[str]:
+    """The file types the Agg backend writes (png, pdf, svg, ...)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return sorted(FigureCanvasAgg.get_supported_filetypes())
+
+
+def image_target(out: str | os.PathLike, flag: str = "--out") -> pathlib.Path:
+    """The file a figure for `out` is written to: `out` itself, or `out`.png when the name has no
+    extension (matplotlib's rule). A ValueError naming `flag` when the name is empty or a folder,
+    its folder is missing or not a folder, or its extension is no image type."""
+    text = os.fspath(out)
+    if not text.strip():
+        raise ValueError(f"{flag} {text!r}: give an image file name such as fig.png")
+    path = pathlib.Path(text)
+    if path.is_dir() or text.endswith(("/", os.sep)):
+        raise ValueError(f"{flag} {text}: is a folder; give an image file name such as {path / 'fig.png'}")
+    folder = path.parent
+    if not folder.exists():
+        raise ValueError(f"{flag} {text}: folder {folder} does not exist (create it first)")
+    if not folder.is_dir():
+        raise ValueError(f"{flag} {text}: {folder} is not a folder")
+    if not path.suffix:
+        return path.with_name(f"{path.name}.{DEFAULT_FORMAT}")
+    kind = path.suffix[1:].lower()
+    if kind not in image_formats():
+        raise ValueError(f"{flag} {text}: '{path.suffix}' is no image type; use one of {', '.join(image_formats())}")
+    return path
+
+
 def label_axes(ax: Any, xlabel: str, ylabel: str, *, grid: bool = True) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if grid:
         ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
 
 
-def save_figure(fig: Any, out: str, title: str) -> None:
-    """Title, tight layout, write `out`, and free the figure (long sweeps plot many)."""
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    pyplot().close(fig)
+def save_figure(fig: Any, out: str | os.PathLike, title: str) -> pathlib.Path:
+    """Title, tight layout, write the figure to `image_target(out)` through a temporary file and one
+    rename, free the figure (long sweeps plot many); returns the path written."""
+    plt = pyplot()
+    try:
+        target = image_target(out)
+        fig.suptitle(title)
+        fig.tight_layout()
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fig.savefig(tmp, dpi=120, format=target.suffix[1:].lower())
+            os.replace(tmp, target)
+        except OSError as error:  # named after the figure asked for, not the temporary file
+            raise OSError(error.errno, error.strerror or str(error), str(target)) from None
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    finally:
+        plt.close(fig)
+    return target

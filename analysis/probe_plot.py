@@ -15,16 +15,19 @@ the runs (seeds). `python -m analysis.plot PROBE_DIR` draws the same figure.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import pathlib
 import sys
 from typing import Any, Iterable
 
-from .figures import label_axes, pyplot, save_figure
+from ._parser import ArgumentParser, confidence
+from .cli import run_command
+from .figures import image_target, label_axes, pyplot, save_figure
+from .runs import describe, is_number, read_object
 from .stats import mean_ci
 
+PROG = "python -m analysis.probe_plot"
 PROBE_FILE = "probe.json"
 METRICS = ("accuracy", "loss", "entropy")
 
@@ -49,21 +52,45 @@ def find_probes(paths: Iterable[str | os.PathLike]) -> list[pathlib.Path]:
 
 
 def load_probe(path: str | os.PathLike) -> dict[str, Any]:
-    """One probe run: its probe.json plus the directory it came from."""
+    """One probe run: its probe.json plus the directory it came from; a ValueError naming the file
+    when it is not JSON or not shaped as a probe (see `check_probe`)."""
     path = pathlib.Path(path)
     target = path / PROBE_FILE if path.is_dir() else path
-    try:
-        probe = json.loads(target.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{target}: not a readable probe.json ({error})") from None
-    if not probe.get("measurements") or len(probe.get("groups", ())) != 2:
-        raise ValueError(f"{target}: no measurements or not exactly two groups")
+    probe = read_object(target)
+    check_probe(probe, str(target))
     probe["path"] = str(target.parent)
     return probe
 
 
-def _number(value) -> float:
-    return math.nan if value is None else float(value)
+def check_probe(probe: dict[str, Any], where: str) -> None:
+    """The shape the summary and the plot rely on: two named groups, and measurements with a numeric
+    step and a 'before' and an 'after' object per group (metric values are checked where read)."""
+    groups, measurements = probe.get("groups"), probe.get("measurements")
+    if not isinstance(measurements, list) or not measurements or not isinstance(groups, list) or len(groups) != 2:
+        raise ValueError(f"{where}: no measurements or not exactly two groups")
+    if not all(isinstance(g, str) for g in groups) or groups[0] == groups[1]:
+        raise ValueError(f"{where}: 'groups' must name two different groups, got {describe(groups)}")
+    for i, measurement in enumerate(measurements, 1):
+        if not isinstance(measurement, dict) or not is_number(measurement.get("step")):
+            raise ValueError(f"{where}: measurement {i} is not an object with a numeric 'step'")
+        for phase in ("before", "after"):
+            per_group = measurement.get(phase)
+            if not isinstance(per_group, dict) or not all(isinstance(per_group.get(g), dict) for g in groups):
+                raise ValueError(f"{where}: measurement {i} has no '{phase}' object for both groups "
+                                 f"({', '.join(groups)})")
+
+
+def _value(probe: dict[str, Any], measurement: dict[str, Any], phase: str, group: str, metric: str) -> float:
+    """One metric value of a measurement: nan when absent or null, a ValueError naming the probe
+    file when it is not a number."""
+    value = measurement[phase][group].get(metric)
+    if value is None:
+        return math.nan
+    if not is_number(value):
+        where = pathlib.Path(probe.get("path", ".")) / PROBE_FILE
+        raise ValueError(f"{where}: step {measurement['step']}: {phase} {group} '{metric}' is {describe(value)}, "
+                         "not a number")
+    return float(value)
 
 
 def probe_summary(probes: list[dict[str, Any]], metric: str = "accuracy", confidence: float = 0.95) -> dict[str, Any]:
@@ -80,8 +107,8 @@ def probe_summary(probes: list[dict[str, Any]], metric: str = "accuracy", confid
     damage: dict[str, list[float]] = {}
     sign = 1.0 if metric == "accuracy" else -1.0
     for group in groups:
-        before = [_number(p["measurements"][-1]["before"][group][metric]) for p in probes]
-        after = [_number(p["measurements"][-1]["after"][group][metric]) for p in probes]
+        before = [_value(p, p["measurements"][-1], "before", group, metric) for p in probes]
+        after = [_value(p, p["measurements"][-1], "after", group, metric) for p in probes]
         damage[group] = [sign * (b - a) for b, a in zip(before, after)]
         per_group[group] = {"before": mean_ci(before, confidence), "after": mean_ci(after, confidence),
                             "damage": mean_ci(damage[group], confidence)}
@@ -92,8 +119,10 @@ def probe_summary(probes: list[dict[str, Any]], metric: str = "accuracy", confid
     # mislabeled examples: how often the model predicts their TRUE class (do they fall back to it?)
     last = [p["measurements"][-1] for p in probes]
     if metric == "accuracy" and all("true_label_accuracy" in m["before"][groups[1]] for m in last):
-        summary["true_label"] = {phase: mean_ci([_number(m[phase][groups[1]]["true_label_accuracy"]) for m in last],
-                                                confidence) for phase in ("before", "after")}
+        summary["true_label"] = {
+            phase: mean_ci([_value(p, m, phase, groups[1], "true_label_accuracy") for p, m in zip(probes, last)],
+                           confidence)
+            for phase in ("before", "after")}
     return summary
 
 
@@ -129,9 +158,10 @@ def summary_table(summary: dict[str, Any]) -> str:
 
 
 def plot_probe(probes: list[dict[str, Any]], out: str, metric: str = "accuracy", confidence: float = 0.95,
-               title: str | None = None) -> None:
+               title: str | None = None) -> pathlib.Path:
     """Left: each group before/after forgetting at the last measurement (mean, CI bars).
-    Right: the metric over training steps, before (solid) and after (dashed) forgetting, per group."""
+    Right: the metric over training steps, before (solid) and after (dashed) forgetting, per group.
+    Returns the file written."""
     summary = probe_summary(probes, metric, confidence)
     groups = summary["groups"]
     fig, (bars, lines) = pyplot().subplots(1, 2, figsize=(10.5, 3.9))
@@ -150,7 +180,7 @@ def plot_probe(probes: list[dict[str, Any]], out: str, metric: str = "accuracy",
             by_step: dict[int, list[float]] = {}
             for probe in probes:
                 for m in probe["measurements"]:
-                    by_step.setdefault(m["step"], []).append(_number(m[phase][group][metric]))
+                    by_step.setdefault(m["step"], []).append(_value(probe, m, phase, group, metric))
             steps = sorted(by_step)
             stats = [mean_ci(by_step[s], confidence) for s in steps]
             mean = [s[0] for s in stats]
@@ -159,32 +189,32 @@ def plot_probe(probes: list[dict[str, Any]], out: str, metric: str = "accuracy",
             lines.fill_between(steps, [m - h for m, h in zip(mean, half)], [m + h for m, h in zip(mean, half)],
                                color=color, alpha=0.12, linewidth=0)
     label_axes(lines, "training step", metric)
-    save_figure(fig, out, title or f"targeted forgetting: {metric} before / after (mean, {int(confidence * 100)} % CI)")
+    default = f"targeted forgetting: {metric} before / after (mean, {int(confidence * 100)} % CI)"
+    return save_figure(fig, out, title or default)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.probe_plot", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("probes", nargs="+", help="probe run directories or folders holding them")
     parser.add_argument("--metric", default="accuracy", choices=METRICS)
     parser.add_argument("--out", default=None, help="figure to write (png, pdf, svg); none = table only")
     parser.add_argument("--confidence", type=float, default=0.95)
     args = parser.parse_args(argv)
-    try:
-        if not 0 < args.confidence < 1:
-            raise ValueError(f"--confidence {args.confidence}: allowed range is (0, 1)")
-        paths = find_probes(args.probes)
-        if not paths:
-            raise ValueError(f"no {PROBE_FILE} under {' '.join(args.probes)}")
-        probes = [load_probe(p) for p in paths]
-        print(summary_table(probe_summary(probes, args.metric, args.confidence)))
-        if args.out:
-            plot_probe(probes, args.out, args.metric, args.confidence)
-            print(f"wrote {args.out}")
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: _summarize(args), PROG)
+
+
+def _summarize(args: argparse.Namespace) -> None:
+    """Check the flags, print the table, draw the figure when --out is given."""
+    confidence(args.confidence)
+    if args.out is not None:
+        image_target(args.out)
+    paths = find_probes(args.probes)
+    if not paths:
+        raise ValueError(f"no {PROBE_FILE} under {' '.join(args.probes)}")
+    probes = [load_probe(p) for p in paths]
+    print(summary_table(probe_summary(probes, args.metric, args.confidence)))
+    if args.out is not None:
+        print(f"wrote {plot_probe(probes, args.out, args.metric, args.confidence)}")
 
 
 if __name__ == "__main__":

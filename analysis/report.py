@@ -1,20 +1,24 @@
-"""`python -m analysis.report RUN_DIR ...`: a markdown table per strategy.
+"""`python -m analysis.report RUN_DIR ...`: a markdown table, one row per experiment.
 
 Final value of each metric (last generation of each run), mean +- 95 % CI over seeds, number of seeds.
 With `--since N`, also each run's mean over its records from iteration N on (then mean +- CI over seeds);
-with `--until N`, the runs as they stood at iteration N.
+with `--until N`, the runs as they stood at iteration N. Runs pool as seeds only when their
+configurations agree (strategy, game and every other experiment field; the row names the fields in
+which the runs differ).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import Any, Sequence
 
-from .curves import final_values, window_means
+from ._parser import ArgumentParser, confidence, finite
 from .cli import run_command
-from .runs import load_run, require_runs, truncate_runs
+from .curves import final_values, window_means
+from .runs import load_runs, require_key, require_records, require_runs, truncate_runs
 from .stats import format_mean_ci
 
+PROG = "python -m analysis.report"
 DEFAULT_METRICS = ("accuracy", "topsim")
 
 
@@ -25,7 +29,7 @@ def markdown_table(runs, metrics=DEFAULT_METRICS, confidence: float = 0.95, sinc
         columns.update({f"mean {m} from {x} {since:g}": window_means(runs, m, since=since, x=x) for m in metrics})
     labels = sorted({label for per_column in columns.values() for label in per_column})
     if not labels:
-        raise ValueError(f"--metric: none of {list(metrics)} is recorded by these runs")
+        raise ValueError(f"--metric: none of {list(metrics)} is recorded with a finite value by these runs")
     head = "| strategy | seeds | " + " | ".join(columns) + " |"
     rule = "|---|---|" + "---|" * len(columns)
     lines = [head, rule]
@@ -36,8 +40,30 @@ def markdown_table(runs, metrics=DEFAULT_METRICS, confidence: float = 0.95, sinc
     return "\n".join(lines)
 
 
+def load_for_table(paths: Sequence[str], until: float | None, since: float | None, x: str) -> list[dict[str, Any]]:
+    """The runs under `paths`, as they stood at --until, after the checks report and compare share:
+    some run recorded a generation, and --x holds numbers when --since or --until refer to it."""
+    finite("--since", since)
+    finite("--until", until)
+    runs = load_runs(require_runs(paths))
+    require_records(runs)
+    if since is not None or until is not None:
+        require_key(runs, x, "--x")
+    return truncate_runs(runs, until, x)
+
+
+def check_metrics(runs: list[dict[str, Any]], metrics: Sequence[str] | None) -> tuple[str, ...]:
+    """The metrics to report: each one asked for by --metric must be recorded (a typo is an error,
+    not a column of dashes); of the defaults, those recorded (image runs have no topsim)."""
+    if metrics is None:
+        return DEFAULT_METRICS
+    for metric in metrics:
+        require_key(runs, metric, "--metric")
+    return tuple(metrics)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__)
+    parser = ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("runs", nargs="+", help="run directories or folders holding run directories")
     parser.add_argument("--metric", action="append", default=None,
                         help=f"record key to report (repeatable); default {' '.join(DEFAULT_METRICS)}")
@@ -48,10 +74,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="use each run's records up to --x N only (the runs as they stood at N)")
     parser.add_argument("--x", default="iteration", help="record key --since/--until refer to (default iteration)")
     args = parser.parse_args(argv)
-    return run_command(lambda: print(markdown_table(
-        truncate_runs([load_run(p) for p in require_runs(args.runs)], args.until, args.x),
-        args.metric or DEFAULT_METRICS, args.confidence,
-        since=args.since, x=args.x)))
+
+    def report() -> None:
+        confidence(args.confidence)
+        runs = load_for_table(args.runs, args.until, args.since, args.x)
+        print(markdown_table(runs, check_metrics(runs, args.metric), args.confidence, since=args.since, x=args.x))
+
+    return run_command(report, PROG)
+
 
 if __name__ == "__main__":
     sys.exit(main())

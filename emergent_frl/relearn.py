@@ -15,6 +15,7 @@ exactly the records an uninterrupted one would (CPU, same seed).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -27,10 +28,11 @@ import torch
 from emergent_frl.footprint import check_fits_in_memory
 from emergent_frl.forgetting import reset_module
 from emergent_frl.games import LanguageGame
-from emergent_frl.runs import RunDirectory
+from emergent_frl.runs import CHECKPOINT_FILE, RunDirectory
 from emergent_frl.strategies import STRATEGIES, PartialForgetting, build_strategy
 from emergent_frl.training import (
     ConfigError,
+    Interrupted,
     LanguageGameConfig,
     build_game,
     build_optimizers,
@@ -155,6 +157,31 @@ def ease_of_teaching(game: LanguageGame, config: LanguageGameConfig, relearn: Re
     return {"ease_of_teaching": sum(curve) / len(curve), "ease_of_teaching_curve": curve}
 
 
+def _mismatch(error: BaseException) -> str:
+    """The telling line of a load error (torch lists every size mismatch; the first one says enough)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("size mismatch", "Missing key", "Unexpected key")):
+            return line[:300]
+    return (lines[0][:300] if lines else type(error).__name__) if not isinstance(error, KeyError) else f"no entry {error}"
+
+
+@contextlib.contextmanager
+def interruption_at(where: Callable[[], tuple[int, int]], run_dir: RunDirectory | None):
+    """Turn Ctrl-C inside the block into `Interrupted` saying the generation and iteration reached
+    (`where()`, unless training already said a later iteration) and the run directory to resume."""
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        generation, iteration = where()
+        if isinstance(interrupt, Interrupted):
+            iteration = max(iteration, interrupt.iteration or 0)
+            if interrupt.generation is not None:
+                raise
+        path = None if run_dir is None else str(run_dir.path)
+        raise Interrupted(generation, iteration, path) from None
+
+
 def _check_finite(game: LanguageGame, stats: dict[str, Any], generation: int, iteration: int) -> None:
     bad_params = [n for n, p in game.named_parameters() if not torch.isfinite(p).all()]
     loss = stats.get("train_loss")
@@ -212,17 +239,23 @@ class LanguageRun:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a checkpoint; one that does not fit this run (another shape, missing entries) is a
+        ValueError, raised before any file of the run directory is touched."""
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint format {state.get('format')!r}; this version reads {CHECKPOINT_FORMAT}")
-        self.game.load_state_dict(state["game"])
-        self.optimizers = build_optimizers(self.game, self.config)
-        for name, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][name])
-        self.generator.set_state(state["generator"])
-        self.strategy.load_state_dict(state["strategy"])
-        self.generation = int(state["generation"])
-        self.iteration = int(state["iteration"])
-        self.n_evaluations = int(state["n_evaluations"])
+        try:
+            self.game.load_state_dict(state["game"])
+            self.optimizers = build_optimizers(self.game, self.config)
+            for name, optimizer in self.optimizers.items():
+                optimizer.load_state_dict(state["optimizers"][name])
+            self.generator.set_state(state["generator"])
+            self.strategy.load_state_dict(state["strategy"])
+            self.generation = int(state["generation"])
+            self.iteration = int(state["iteration"])
+            self.n_evaluations = int(state["n_evaluations"])
+        except (KeyError, RuntimeError, TypeError, ValueError, IndexError, AttributeError) as error:
+            where = CHECKPOINT_FILE if self.run_dir is None else self.run_dir.path / CHECKPOINT_FILE
+            raise ValueError(f"{where}: does not fit this run's settings ({_mismatch(error)})") from None
         self.boundary_pending = bool(state.get("boundary_pending", False))
         if self.run_dir is not None:
             self.run_dir.truncate_records(int(state["n_records"]))
@@ -243,6 +276,11 @@ class LanguageRun:
                                  f"({', '.join(f'{k}={saved[k]!r}' for k in differing)})")
         state = self.run_dir.load_checkpoint(map_location=self.game.device)
         if state is not None:
+            done = state.get("generation")
+            if isinstance(done, int) and done > self.relearn.generations:
+                raise ConfigError("generations", self.relearn.generations,
+                                  f"{self.run_dir.path} already holds {done} generations; "
+                                  f"give at least {done} (more extends the run)")
             self.load_state_dict(state)
         else:
             self.run_dir.truncate_records(0)
@@ -250,7 +288,10 @@ class LanguageRun:
 
     # -- the loop ---------------------------------------------------------------------------------
     def record_evaluation(self, record: dict[str, Any]) -> None:
-        """Record one evaluation; extension point for engines that train a run's iterations elsewhere."""
+        """Record one evaluation (after checking that training is still finite, so a divergence is
+        named at the evaluation where it is first seen); extension point for engines that train a
+        run's iterations elsewhere."""
+        _check_finite(self.game, record, self.generation, int(record.get("iteration", self.iteration)))
         self.n_evaluations += 1
         if self.run_dir is not None:
             self.run_dir.append_record({"generation": self.generation, **record}, EVALUATIONS_FILE)
@@ -335,19 +376,24 @@ class LanguageRun:
         """Run the remaining generations (or stop after generation `until` - 1, as an interruption
         would); every finished generation is on disk before the next starts."""
         stop = self.relearn.generations if until is None else min(until, self.relearn.generations)
-        if self.boundary_pending and self.generation < stop:
-            self.extend_finished_run()
-        while self.generation < stop:
-            record = self.run_generation()
-            self.records.append(record)
-            self.generation += 1
-            if self.run_dir is not None:
-                self.run_dir.append_record(record)
-                self.run_dir.write_json("language.json", self._language)
-                self.run_dir.save_checkpoint(self.state_dict())
-            if self.on_record is not None:
-                self.on_record(record)
+        with interruption_at(lambda: (self.generation, self.iteration), self.run_dir):
+            if self.boundary_pending and self.generation < stop:
+                self.extend_finished_run()
+            while self.generation < stop:
+                self._run_one_generation()
         return self.records
+
+    def _run_one_generation(self) -> None:
+        """Train, score and forget one generation, then write it (record, language, checkpoint)."""
+        record = self.run_generation()
+        self.records.append(record)
+        self.generation += 1
+        if self.run_dir is not None:
+            self.run_dir.append_record(record)
+            self.run_dir.write_json("language.json", self._language)
+            self.run_dir.save_checkpoint(self.state_dict())
+        if self.on_record is not None:
+            self.on_record(record)
 
 
 def run_language(values: dict[str, Any], out: str | None = None, *, resume: bool = False,

@@ -304,9 +304,9 @@ class RunDirectory:
             state = torch.load(target, map_location=map_location, weights_only=True)
         except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
                 AttributeError, KeyError, IndexError, TypeError) as error:
-            first = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
-            raise ValueError(f"{target}: cannot be read as a checkpoint ({first}); restore it, or remove it "
-                             "and its records to start the run anew") from None
+            raise ValueError(f"{target}: cannot be read as a checkpoint (empty, cut short, or not one of this "
+                             f"package: {type(error).__name__}); restore it, or remove it and its records to "
+                             "start the run anew") from None
         if not isinstance(state, dict):
             raise ValueError(f"{target}: holds {type(state).__name__}, not a checkpoint of this package")
         return state

@@ -16,6 +16,7 @@ given, so a caller can freeze an agent (eval mode = greedy, no optimizer) for on
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -35,6 +36,9 @@ GAMES = ("referential", "reconstruction")
 MAX_OBJECTS = 1_000_000
 DEVICE_TYPES = ("cpu", "cuda")
 HOLDOUTS = ("none", "random", "systematic")
+# Seeds are numpy's range: every seed a researcher writes fits, and derived streams
+# (seed * 1_000_003 + stream) stay inside torch's 64-bit seeds.
+MAX_SEED = 2**32 - 1
 
 
 class ConfigError(ValueError):
@@ -45,6 +49,39 @@ class ConfigError(ValueError):
         self.value = value
         self.allowed = allowed
         super().__init__(f"{field_name}={value!r}: {allowed}")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run, saying where it stopped: the last record and checkpoint on disk are
+    from the generations before `generation`, so `--resume run_dir` continues from there."""
+
+    def __init__(self, generation: int | None, iteration: int | None, run_dir: str | None = None):
+        self.generation, self.iteration, self.run_dir = generation, iteration, run_dir
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"interrupted at generation {self.generation}, iteration {self.iteration}"
+        return where + (f"; continue with --resume {self.run_dir}" if self.run_dir else "")
+
+
+def check_device(name: Any, field_name: str = "device") -> torch.device:
+    """A device this machine has: 'cpu' (no index but 0) or 'cuda'/'cuda:N' with N < the GPU count."""
+    allowed = "must be 'cpu', 'cuda' or 'cuda:N' with a GPU of this machine"
+    try:
+        device = torch.device(name) if isinstance(name, str) else None
+    except (RuntimeError, TypeError, ValueError):
+        device = None
+    if device is None or device.type not in DEVICE_TYPES:
+        raise ConfigError(field_name, name, allowed)
+    if device.type == "cpu" and device.index not in (None, 0):
+        raise ConfigError(field_name, name, "the CPU is 'cpu' (no other index)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(field_name, name, "CUDA is not available on this machine; use 'cpu'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(field_name, name, f"this machine has {torch.cuda.device_count()} GPU(s): "
+                                                f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    return device
 
 
 def dataclass_from_dict(cls, values: dict[str, Any]):
@@ -124,7 +161,9 @@ class LanguageGameConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(name, value, "must be a number")
-            if value < 0 or (value == 0 and not allow_zero) or value != value:
+            if not math.isfinite(value):
+                raise ConfigError(name, value, "must be a finite number " + (">= 0" if allow_zero else "> 0"))
+            if value < 0 or (value == 0 and not allow_zero):
                 raise ConfigError(name, value, "must be >= 0" if allow_zero else "must be > 0")
 
         def choice(name: str, allowed):
@@ -168,17 +207,14 @@ class LanguageGameConfig:
             value = self.holdout_fraction
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
                 raise ConfigError("holdout_fraction", value, "must be in (0, 1) with a holdout")
-        integer("seed", 0)
+        integer("seed", 0, MAX_SEED)
         integer("eval_every", 0)
         integer("eval_repeats", 1)
         try:
             device = torch.device(self.device)
         except (RuntimeError, TypeError, ValueError):
             device = None
-        if device is None or device.type not in DEVICE_TYPES:
-            raise ConfigError("device", self.device, "must be a torch device such as 'cpu', 'cuda', 'cuda:1'")
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device", self.device, "CUDA is not available on this machine")
+        check_device(self.device)
         try:
             split = space.split(self.holdout, self.holdout_fraction, self.seed)
         except ValueError as error:
@@ -305,26 +341,30 @@ def train_iterations(
     last = stats.read()
     bar = tqdm(total=n_iterations, disable=None if progress else True, desc=game.kind, leave=False)
     done = 0
-    for step in range(1, n_iterations + 1):
-        batch = game.sample_batch(batch_size, generator)
-        out = game.play(batch, generator)
-        game.zero_grad(set_to_none=True)
-        if out.loss.requires_grad:
-            out.loss.backward()
-            for optimizer in optimizers.values():
-                optimizer.step()
-        stats.add(out)
-        done = step
-        bar.update(1)
-        if eval_every and step % eval_every == 0:
-            last = stats.read()
-            metrics = evaluate(game)
-            metrics.pop("messages")
-            record = {"iteration": iteration_offset + step, **last, **metrics}
-            evaluations.append(record)
-            bar.set_postfix(acc=f"{metrics['accuracy']:.3f}", topsim=f"{metrics['topsim']:.3f}")
-            if on_eval is not None and on_eval(record) is True:
-                break
+    try:
+        for step in range(1, n_iterations + 1):
+            batch = game.sample_batch(batch_size, generator)
+            out = game.play(batch, generator)
+            game.zero_grad(set_to_none=True)
+            if out.loss.requires_grad:
+                out.loss.backward()
+                for optimizer in optimizers.values():
+                    optimizer.step()
+            stats.add(out)
+            done = step
+            bar.update(1)
+            if eval_every and step % eval_every == 0:
+                last = stats.read()
+                metrics = evaluate(game)
+                metrics.pop("messages")
+                record = {"iteration": iteration_offset + step, **last, **metrics}
+                evaluations.append(record)
+                bar.set_postfix(acc=f"{metrics['accuracy']:.3f}", topsim=f"{metrics['topsim']:.3f}")
+                if on_eval is not None and on_eval(record) is True:
+                    break
+    except KeyboardInterrupt:
+        bar.close()
+        raise Interrupted(None, iteration_offset + done) from None
     bar.close()
     if stats.count:
         last = stats.read()

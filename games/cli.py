@@ -36,24 +36,16 @@ from emergent_frl.relearn import (
     run_language,
     split_config,
 )
-from emergent_frl.runs import CONFIG_FILE, dumps
+from emergent_frl.runs import CONFIG_FILE, check_new_folder, dumps
 from emergent_frl.strategies import STRATEGIES
-from emergent_frl.training import HOLDOUTS, ConfigError, LanguageGameConfig
+from emergent_frl.training import HOLDOUTS, ConfigError, Interrupted, LanguageGameConfig
+from analysis.cli import ArgumentParser, one_line, run_command
 from games.presets import available_presets, load_preset
 
 # The built-in default run (no preset, no flags): the paper's object space and agents, partial
 # balanced forgetting every 3,000 iterations for 8 generations: a couple of minutes on a laptop CPU.
 DEFAULT_RUN = {"strategy": "pbf", "generations": 8, "iterations_per_generation": 3000}
 PLOT_FILE = "topsim.png"
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors are one line (`prog: error: ...`) with exit code 2, no usage dump."""
-
-    def error(self, message: str) -> NoReturn:
-        # one line whatever was typed: control characters (line breaks too) are shown escaped
-        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def flag_for(field_name: str) -> str:
@@ -321,11 +313,18 @@ def compile_flag(args: argparse.Namespace) -> str:
 
 
 def saved_config(run_dir: str) -> dict[str, Any]:
-    """An existing run's config.json, whole (config fields and launch details)."""
+    """An existing run's config.json, whole (config fields and launch details); ValueError naming
+    the file when it is missing, no JSON, or no mapping of settings."""
     path = pathlib.Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise ValueError(f"--resume: {run_dir} holds no {CONFIG_FILE}; is it a run directory?")
-    return json.loads(path.read_text())
+    try:
+        saved = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: is not valid JSON ({str(error).splitlines()[0][:120]})") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path}: holds {type(saved).__name__}, not a mapping of settings")
+    return saved
 
 
 def _saved_launch(args: argparse.Namespace) -> dict[str, Any]:
@@ -334,9 +333,14 @@ def _saved_launch(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def engine_from_args(args: argparse.Namespace) -> str:
-    """--engine, else a resumed run's own engine, else "batched"."""
-    if args.engine is None and args.resume is not None:
-        return recorded_engine(_saved_launch(args))[0]
+    """--engine, else a resumed run's own engine, else "batched". A resumed run keeps its engine:
+    the two follow a seed in distribution, not bit for bit, so a switch would splice two runs."""
+    if args.resume is not None:
+        recorded = recorded_engine(_saved_launch(args), source=f"{args.resume}/{CONFIG_FILE}")[0]
+        if args.engine is not None and args.engine != recorded:
+            raise ValueError(f"--engine {args.engine}: {args.resume} was trained on the {recorded} engine and "
+                             f"resumes on it; drop --engine")
+        return recorded
     return args.engine or "batched"
 
 
@@ -344,7 +348,7 @@ def compile_from_args(args: argparse.Namespace) -> bool | str:
     """--compile / --no-compile, else a resumed run's own setting, else "auto" (compile where the
     machine can): a run resumes as it was made, so its records continue bit for bit."""
     if args.compile is None and args.resume is not None:
-        return recorded_engine(_saved_launch(args))[1]
+        return recorded_engine(_saved_launch(args), source=f"{args.resume}/{CONFIG_FILE}")[1]
     return "auto" if args.compile is None else args.compile
 
 
@@ -388,6 +392,8 @@ def run_from_args(args: argparse.Namespace, values: dict[str, Any],
         out = default_out(values, args.seeds)
     if args.resume is not None and args.out is not None and pathlib.Path(args.out) != pathlib.Path(args.resume):
         raise ValueError(f"--out {args.out}: differs from --resume {args.resume}; give one of them")
+    if args.resume is None:
+        check_new_folder(out)  # the run's folder (or the seeds' parent) holds nothing foreign
     torch.set_num_threads(args.threads if args.threads is not None else 1)
     engine = engine_from_args(args)
     compile = compile_from_args(args)
@@ -419,14 +425,30 @@ def run_from_args(args: argparse.Namespace, values: dict[str, Any],
 
 
 def main(game: str, description: str, argv: Sequence[str] | None = None) -> int:
-    """Entry point of `python -m games.<game>`: exit 0, 2 on bad input, 1 on a run that diverged."""
+    """Entry point of `python -m games.<game>`: exit 0; 2 on bad input; 1 on a fault (a run that
+    diverged, a full disk); 130 on Ctrl-C, saying where the run stopped. Always one stderr line."""
     parser = build_parser(game, description=description)
     args = parser.parse_args(argv)
-    with exit_on_error(parser):
-        values = values_from_args(args, game)
-        try:
-            run_from_args(args, values, argv)
-        except NonFiniteError as error:
-            print(f"{parser.prog}: stopped: {error}", file=sys.stderr)
-            return 1
-    return 0
+
+    def body() -> int:
+        with exit_on_error(parser):
+            values = values_from_args(args, game)
+            try:
+                run_from_args(args, values, argv)
+            except NonFiniteError as error:
+                print(f"{parser.prog}: stopped: {one_line(error)}", file=sys.stderr)
+                return 1
+            except Interrupted as interrupt:
+                raise KeyboardInterrupt(interrupted_line(args, interrupt)) from None
+        return 0
+
+    return run_command(body, parser.prog)
+
+
+def interrupted_line(args: argparse.Namespace, interrupt: Interrupted) -> str:
+    """Where Ctrl-C stopped the run and the command that continues it (each seed, for --seeds)."""
+    out = args.resume if args.resume is not None else args.out
+    where = f"interrupted at generation {interrupt.generation}, iteration {interrupt.iteration}"
+    if args.seeds is not None:
+        return f"{where}; continue each seed with --resume {out}/seedS"
+    return f"{where}; continue with --resume {interrupt.run_dir or out}"

@@ -11,13 +11,13 @@ from scipy import stats
 
 from analysis.curves import aggregate_curves, final_values
 from analysis.report import markdown_table
-from analysis.runs import find_runs, load_run, load_table, truncate_runs
+from analysis.runs import find_runs, load_evaluations, load_run, load_table, run_labels, truncate_runs
 from analysis.stats import mean_ci
 
 
-def write_run(path, strategy, seed, topsims, accuracies=None):
+def write_run(path, strategy, seed, topsims, accuracies=None, **config):
     path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"strategy": strategy, "seed": seed}))
+    (path / "config.json").write_text(json.dumps({"strategy": strategy, "seed": seed, **config}))
     lines = []
     for g, t in enumerate(topsims):
         record = {"generation": g, "strategy": strategy, "seed": seed, "topsim": t}
@@ -123,7 +123,7 @@ def test_plot_cli_writes_png_and_errors_cleanly(sweep, tmp_path):
 
 def test_analysis_never_imports_torch(sweep):
     code = ("import sys, analysis.runs, analysis.curves, analysis.report, analysis.plot, analysis.stats,"
-            " analysis.compare, analysis.language_scores;"
+            " analysis.compare, analysis.language_scores, analysis.figures, analysis.probe_plot, analysis._parser;"
             "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -158,3 +158,173 @@ def test_final_language_topsim_under_a_named_convention(tmp_path):
     expected = topographic_similarity(np.array(objects), np.array(compositional), convention="li_bowling")
     assert lines[3] == f"| pbf | 1 | {expected:.3f} | {expected:.2f} |" and expected > 0.5
     assert lines[2].startswith("| no_reset | 1 |")
+
+
+# -- grouping: runs pool only as seeds of one experiment ---------------------------------------------
+def games_sweep(tmp_path):
+    """pbf on the referential game (seeds 0, 1) and on the reconstruction game (seed 0)."""
+    write_run(tmp_path / "ref0", "pbf", 0, [0.5, 0.7], [0.8, 0.9], game="referential", device="cpu")
+    write_run(tmp_path / "ref1", "pbf", 1, [0.3, 0.5], [0.6, 0.7], game="referential", device="cuda")
+    write_run(tmp_path / "rec0", "pbf", 0, [0.1, 0.2], [0.2, 0.3], game="reconstruction", device="cpu")
+    return tmp_path
+
+
+def test_runs_of_different_games_never_pool(tmp_path, capsys):
+    from analysis import language_scores, plot, report
+
+    sweep = games_sweep(tmp_path)
+    runs = [load_run(p) for p in find_runs([sweep])]
+    assert run_labels(runs) == ["pbf (game=reconstruction)", "pbf (game=referential)", "pbf (game=referential)"]
+    curves = {c.label: c for c in aggregate_curves(runs, "topsim")}
+    referential, reconstruction = curves["pbf (game=referential)"], curves["pbf (game=reconstruction)"]
+    assert referential.n == [2, 2] and referential.mean == pytest.approx([0.4, 0.6])
+    assert reconstruction.n == [1, 1] and reconstruction.mean == pytest.approx([0.1, 0.2])
+    assert final_values(runs, "topsim") == {"pbf (game=reconstruction)": [0.2], "pbf (game=referential)": [0.7, 0.5]}
+    assert report.main([str(sweep), "--metric", "topsim"]) == 0
+    table = capsys.readouterr().out
+    assert "| pbf (game=reconstruction) | 1 | 0.200 |" in table and "| pbf (game=referential) | 2 | 0.600 ± " in table
+    assert {row["label"] for row in load_table([sweep], as_frame=False)} == {"pbf (game=reconstruction)",
+                                                                            "pbf (game=referential)"}
+    objects = [[a, b] for a in range(3) for b in range(2)]
+    language = {"objects": objects, "messages": [[a, b + 3] for a, b in objects]}
+    for run in ("ref0", "ref1", "rec0"):
+        (sweep / run / "language.json").write_text(json.dumps(language))
+    rows = language_scores.language_table(find_runs([sweep]), "egg").splitlines()[2:]
+    assert [row.split(" | ")[:2] for row in rows] == [["| pbf (game=reconstruction)", "1"],
+                                                      ["| pbf (game=referential)", "2"]]
+    assert plot.main([str(sweep), "--out", str(tmp_path / "fig.png")]) == 0
+
+
+def test_labels_name_each_differing_experiment_field_and_ignore_per_run_ones(tmp_path):
+    launch = {"hidden_size": 16, "generations": 2, "iterations_per_generation": 10, "iterations": 20}
+    write_run(tmp_path / "a", "pbf", 0, [0.1], **launch, device="cpu", argv=["--seed", "0"], engine="batched",
+              compile="auto", sweep_run="pbf/seed0", preset=None)
+    write_run(tmp_path / "b", "pbf", 1, [0.2], **launch, device="cuda", argv=["--seed", "1"], engine="reference",
+              compile=False, sweep_run="pbf/seed1", preset="paper")
+    write_run(tmp_path / "c", "pbf", 0, [0.3], **{**launch, "hidden_size": 64})
+    write_run(tmp_path / "d", "pbf", 0, [0.4], **{**launch, "generations": 4, "iterations": 40})
+    runs = [load_run(p) for p in find_runs([tmp_path])]
+    assert run_labels(runs) == ["pbf (generations=2, hidden_size=16)", "pbf (generations=2, hidden_size=16)",
+                                "pbf (generations=2, hidden_size=64)", "pbf (generations=4, hidden_size=16)"]
+    assert final_values(runs, "topsim") == {"pbf (generations=2, hidden_size=16)": [0.1, 0.2],
+                                            "pbf (generations=2, hidden_size=64)": [0.3],
+                                            "pbf (generations=4, hidden_size=16)": [0.4]}
+
+
+def test_labels_show_lists_unset_fields_and_table_pipes_plainly(tmp_path):
+    write_run(tmp_path / "a", "no_reset", 0, [0.1], n_values=[3, 3], note="a|b", temperature=1)
+    write_run(tmp_path / "b", "no_reset", 1, [0.2], note="plain", temperature=1.0)  # 1 and 1.0: one setting
+    labels = run_labels([load_run(tmp_path / "a"), load_run(tmp_path / "b")])
+    assert labels == ['no_reset (n_values=[3, 3], note="a\\|b")', "no_reset (n_values=(unset), note=plain)"]
+
+
+def test_compare_pairs_each_game_with_its_own_baseline(tmp_path):
+    from analysis.compare import paired_table
+
+    finals = {("no_reset", "referential"): (0.5, 0.6), ("no_reset", "reconstruction"): (0.1, 0.2),
+              ("pbf", "referential"): (0.7, 0.9), ("pbf", "reconstruction"): (0.2, 0.2)}
+    for (strategy, game), values in finals.items():
+        for seed, value in enumerate(values):
+            write_run(tmp_path / f"{strategy}-{game}-{seed}", strategy, seed, [0.0, value], game=game)
+    runs = [load_run(p) for p in find_runs([tmp_path])]
+    lines = paired_table(runs, "no_reset", "topsim").splitlines()
+    half = stats.t.ppf(0.975, 1) * np.std([0.1, 0.0], ddof=1) / np.sqrt(2)
+    assert lines[2] == f"| pbf (game=reconstruction) | 2 | +0.050 ± {half:.3f} | +0.10 +0.00 |"
+    assert lines[3].startswith("| pbf (game=referential) | 2 | +0.250 ± ")
+    referential_baseline = [r for r in runs if not (r["config"]["strategy"] == "no_reset"
+                                                    and r["config"]["game"] == "reconstruction")]
+    lines = paired_table(referential_baseline, "no_reset", "topsim").splitlines()
+    assert lines[2] == "| pbf (game=reconstruction) | 0 | - |  |"  # never subtracted from a referential run
+    assert lines[3].startswith("| pbf (game=referential) | 2 | +0.250 ± ")
+
+
+def test_per_strategy_settings_follow_the_strategy_name(tmp_path):
+    """A sweep's per-strategy variant (reset_receiver forgets every 6,000 iterations, the rest every
+    3,000) is part of what the strategy stands for: labels stay plain and the comparison pairs them;
+    once one strategy's runs differ in that setting, it is named in every label."""
+    from analysis.compare import paired_table
+
+    write_run(tmp_path / "n0", "no_reset", 0, [0.5], iterations_per_generation=3000, game="referential")
+    write_run(tmp_path / "r0", "reset_receiver", 0, [0.8], iterations_per_generation=6000, game="referential")
+    runs = [load_run(p) for p in find_runs([tmp_path])]
+    assert run_labels(runs) == ["no_reset", "reset_receiver"]
+    assert paired_table(runs, "no_reset", "topsim").splitlines()[2] == "| reset_receiver | 1 | +0.300 | +0.30 |"
+    write_run(tmp_path / "r1", "reset_receiver", 0, [0.9], iterations_per_generation=3000, game="referential")
+    runs = [load_run(p) for p in find_runs([tmp_path])]
+    assert run_labels(runs) == ["no_reset (iterations_per_generation=3000)",
+                                "reset_receiver (iterations_per_generation=6000)",
+                                "reset_receiver (iterations_per_generation=3000)"]
+    lines = paired_table(runs, "no_reset", "topsim").splitlines()
+    assert lines[2] == "| reset_receiver (iterations_per_generation=3000) | 1 | +0.400 | +0.40 |"
+    assert lines[3] == ("| reset_receiver (iterations_per_generation=6000) vs no_reset (iterations_per_generation=3000)"
+                        " | 1 | +0.300 | +0.30 |")
+
+
+# -- files and values --------------------------------------------------------------------------------
+def test_plot_out_without_extension_names_the_file_written(sweep, tmp_path, capsys):
+    from analysis import plot
+
+    assert plot.main([str(sweep), "--out", str(tmp_path / "figure")]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'figure.png'} (3 runs)"
+    assert (tmp_path / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "figure").exists()
+    assert plot.main([str(sweep), "--out", str(tmp_path / "figure.PDF")]) == 0
+    assert (tmp_path / "figure.PDF").read_bytes()[:5] == b"%PDF-"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("figure", ".figure"))) == [
+        "figure.PDF", "figure.png"]  # no temporary file left beside them
+
+
+def test_null_and_nan_values_are_skipped_not_averaged(tmp_path):
+    write_run(tmp_path / "a", "pbf", 0, [0.5, float("nan"), None])
+    write_run(tmp_path / "b", "pbf", 1, [0.3, 0.4, 0.6])
+    runs = [load_run(p) for p in find_runs([tmp_path])]
+    assert final_values(runs, "topsim") == {"pbf": [0.5, 0.6]}
+    (curve,) = aggregate_curves(runs, "topsim")
+    assert curve.n == [2, 1, 1] and curve.mean == pytest.approx([0.4, 0.4, 0.6])
+    assert markdown_table(runs, ["topsim"]).splitlines()[2].startswith("| pbf | 2 | 0.550 ± ")
+
+
+def test_a_run_that_has_recorded_nothing_yet_leaves_the_others_alone(sweep, capsys):
+    from analysis import report
+
+    write_run(sweep / "c" / "s0", "pbf", 1, [])  # a sweep's run just started: an empty generations.jsonl
+    assert report.main([str(sweep), "--metric", "topsim"]) == 0
+    assert "| pbf | 1 | 0.800 |" in capsys.readouterr().out
+
+
+def test_record_errors_name_the_file_line_even_after_truncation(tmp_path):
+    run = tmp_path / "run"
+    write_run(run, "pbf", 0, [0.1])
+    with (run / "generations.jsonl").open("a") as handle:
+        handle.write("\n" + json.dumps({"generation": 1, "topsim": "high"}) + "\n")
+    loaded = load_run(run)
+    assert loaded["lines"] == [1, 3]
+    for runs in ([loaded], truncate_runs([loaded], 5, x="generation")):
+        with pytest.raises(ValueError, match=r"run/generations.jsonl: line 3: 'topsim' is \"high\", not a number"):
+            final_values(runs, "topsim")
+
+
+def test_load_evaluations_checks_every_line(tmp_path):
+    run = tmp_path / "run"
+    write_run(run, "pbf", 0, [0.1])
+    assert load_evaluations(run) == []
+    (run / "evaluations.jsonl").write_text('{"iteration": 10, "accuracy": 0.5}\n{"iteration": 20,\n')
+    with pytest.raises(ValueError, match="evaluations.jsonl: line 2 is not valid JSON"):
+        load_evaluations(run)
+    (run / "evaluations.jsonl").write_text('{"iteration": 10, "accuracy": 0.5}\n')
+    assert load_evaluations(run) == [{"iteration": 10, "accuracy": 0.5}]
+
+
+def test_find_runs_accepts_a_run_file(sweep):
+    assert find_runs([sweep / "a" / "s0" / "generations.jsonl", sweep / "b" / "s0" / "config.json"]) == [
+        sweep / "a" / "s0", sweep / "b" / "s0"]
+
+
+def test_plot_curves_draws_a_run_whose_topsim_was_never_defined(tmp_path):
+    """The game scripts' --plot calls plot_curves after training: a constant language (topsim null in
+    every record) must still give the accuracy panel, not an error after the run."""
+    from analysis.plot import plot_curves
+
+    write_run(tmp_path / "run", "pbf", 0, [None, None], [0.5, 0.6])
+    written = plot_curves([load_run(tmp_path / "run")], ["topsim", "accuracy"], str(tmp_path / "run" / "topsim.png"))
+    assert written == tmp_path / "run" / "topsim.png" and written.stat().st_size > 1000

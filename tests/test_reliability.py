@@ -258,7 +258,8 @@ def test_a_diverging_cli_run_exits_1_with_one_line_naming_generation_and_iterati
     assert code == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1
-    assert "stopped: non-finite values in generation 0 by iteration 40" in lines[0]
+    # found at the first evaluation (--eval-every 20), not at the generation's end (iteration 40)
+    assert "stopped: non-finite values in generation 0 by iteration 20" in lines[0]
     assert (tmp_path / "run" / "config.json").exists()
     assert not (tmp_path / "run" / "topsim.png").exists()
 

@@ -23,10 +23,12 @@ from emergent_frl.relearn import (
     NonFiniteError,
     RelearnConfig,
     flat_config,
+    interruption_at,
     split_config,
 )
-from emergent_frl.runs import RunDirectory
-from emergent_frl.training import LanguageGameConfig, evaluate
+from emergent_frl.footprint import check_fits_in_memory
+from emergent_frl.runs import CONFIG_FILE, RunDirectory
+from emergent_frl.training import Interrupted, LanguageGameConfig, evaluate
 
 # Fields that must agree between the runs of one batch (they fix tensor shapes or the loop).
 SHAPE_FIELDS = (
@@ -43,11 +45,18 @@ ENGINES = ("batched", "reference")
 LEGACY_ENGINE = "reference"
 
 
-def recorded_engine(saved: dict[str, Any], compile: bool | str = "auto") -> tuple[str, bool | str]:
+def recorded_engine(saved: dict[str, Any], compile: bool | str = "auto",
+                    source: str = CONFIG_FILE) -> tuple[str, bool | str]:
     """(engine, compile setting) a started run was made with, from its config.json `saved`, so
     it resumes as it began; `compile` where none is recorded. Runs that record no engine were made
     before the choice existed: reference runs."""
-    return saved.get("engine", LEGACY_ENGINE), saved.get("compile", compile)
+    engine, compiled = saved.get("engine", LEGACY_ENGINE), saved.get("compile", compile)
+    if engine not in ENGINES:
+        raise ValueError(f"{source}: engine {str(engine)[:40]!r} is not one of {list(ENGINES)}; "
+                         "the file was edited or comes from another program")
+    if compiled not in (True, False, "auto"):
+        raise ValueError(f"{source}: compile {str(compiled)[:40]!r} is not one of [true, false, 'auto']")
+    return engine, compiled
 STAT_NAMES = ("train_accuracy", "train_loss", "train_sender_entropy", "train_receiver_entropy")
 MAX_SEEDS = 4096
 
@@ -253,28 +262,48 @@ class BatchedLanguageRuns:
         last = stats.read()
         bar = tqdm(total=n_iterations, disable=None if self.progress else True,
                    desc=f"{self.game.template.kind} x{self.n_runs}", leave=False)
-        for step in range(1, n_iterations + 1):
-            stats.add(self.train_step(only))
-            bar.update(1)
-            if eval_every and step % eval_every == 0:
-                last = stats.read()
-                for i, member in enumerate(self.members):
-                    if i in self.failed:
-                        continue
-                    self.game.store(i, member.game)
-                    metrics = evaluate(member.game)
-                    metrics.pop("messages")
-                    record = {"iteration": offsets[i] + step, **last[i], **metrics}
-                    evaluations[i].append(record)
-                    member.record_evaluation(record)
+        done = 0
+        try:
+            for step in range(1, n_iterations + 1):
+                stats.add(self.train_step(only))
+                done = step
+                bar.update(1)
+                if eval_every and step % eval_every == 0:
+                    last = stats.read()
+                    for i, member in enumerate(self.members):
+                        if i not in self.failed:
+                            self._evaluate_member(i, {"iteration": offsets[i] + step, **last[i]}, evaluations[i])
+        except KeyboardInterrupt:
+            bar.close()
+            raise Interrupted(None, offsets[0] + done) from None
         bar.close()
         if stats.count:
             last = stats.read()
         return [{"iterations": n_iterations, **last[i], "evaluations": evaluations[i]}
                 for i in range(self.n_runs)]
 
+    def _evaluate_member(self, i: int, record: dict[str, Any], evaluations: list[dict[str, Any]]) -> None:
+        """Run i's greedy evaluation on its own modules, recorded by its own code; a run found
+        diverged there stops (its records up to the previous generation stay) and the others go on."""
+        member = self.members[i]
+        self.game.store(i, member.game)
+        metrics = evaluate(member.game)
+        metrics.pop("messages")
+        record.update(metrics)
+        try:
+            member.record_evaluation(record)
+        except NonFiniteError as error:
+            self.failed[i] = error
+            return
+        evaluations.append(record)
+
     def run(self, until: int | None = None) -> list[list[dict[str, Any]]]:
         """Run the remaining generations of every run (or stop after generation `until` - 1)."""
+        alone = self.members[0].run_dir if self.n_runs == 1 else None
+        with interruption_at(lambda: (min(m.generation for m in self.members), self.members[0].iteration), alone):
+            return self._run(until)
+
+    def _run(self, until: int | None) -> list[list[dict[str, Any]]]:
         stop = self.relearn.generations if until is None else min(until, self.relearn.generations)
         for i, member in enumerate(self.members):
             if member.boundary_pending and member.generation < stop:
@@ -293,7 +322,7 @@ class BatchedLanguageRuns:
             seconds = time.perf_counter() - started
             for i, member in enumerate(self.members):
                 if i in self.failed:
-                    continue
+                    continue  # diverged now or earlier: its records up to the previous generation stay
                 self._store(i)
                 member.hand_over([phase[i] for phase in results], seconds)
                 try:
@@ -346,17 +375,32 @@ def run_language_batched(
     for values in values_list:
         game_config, relearn = split_config(values)
         configs.append((game_config.validate(), relearn.validate()))
-    run_dirs = [RunDirectory(o, resume=resume) if o is not None else None for o in outs]
+    groups: dict[Any, list[int]] = {}
+    for i, values in enumerate(values_list):
+        groups.setdefault(batch_key(values), []).append(i)
+    for members in groups.values():
+        check_fits_in_memory(configs[members[0]][0], min(len(members), max_batch or len(members)))
+    run_dirs: list[RunDirectory | None] = []
+    try:
+        for o in outs:
+            run_dirs.append(RunDirectory(o, resume=resume) if o is not None else None)
+        return _run_groups(configs, run_dirs, launches, groups, values_list, resume=resume, progress=progress,
+                           on_record=on_record, until=until, max_batch=max_batch, compile=compile)
+    finally:
+        for run_dir in run_dirs:
+            if run_dir is not None:
+                run_dir.close()
+
+
+def _run_groups(configs, run_dirs, launches, groups, values_list, *, resume, progress, on_record, until,
+                max_batch, compile) -> list[list[dict[str, Any]]]:
+    """`run_language_batched` once every run directory is open: each group trains as batches."""
     # config.json as run_language writes it; written once the run's own resume check has passed.
     launch_configs = []
     for (game_config, relearn), run_dir, run_launch in zip(configs, run_dirs, launches):
         saved = (run_dir.read_config() or {}) if (resume and run_dir is not None) else {}
         total = {"iterations": relearn.generations * relearn.iterations_per_generation}
         launch_configs.append({**(run_launch or {}), **saved, **flat_config(game_config, relearn), **total})
-    groups: dict[Any, list[int]] = {}
-    for i, values in enumerate(values_list):
-        key = batch_key(values)
-        groups.setdefault(key, []).append(i)
     records: list[list[dict[str, Any]] | None] = [None] * len(values_list)
     diverged: dict[int, NonFiniteError] = {}
     for members in groups.values():
