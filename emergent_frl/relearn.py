@@ -28,7 +28,7 @@ import torch
 from emergent_frl.footprint import check_fits_in_memory
 from emergent_frl.forgetting import reset_module
 from emergent_frl.games import LanguageGame
-from emergent_frl.runs import CHECKPOINT_FILE, RunDirectory
+from emergent_frl.runs import CHECKPOINT_FILE, RunDirectory, describe_load_error
 from emergent_frl.strategies import STRATEGIES, PartialForgetting, build_strategy
 from emergent_frl.training import (
     ConfigError,
@@ -47,6 +47,7 @@ TIMINGS = ("once_init", "once_trained", "each")
 RESETS = ("reinit", "zero", "rewind")
 EVALUATIONS_FILE = "evaluations.jsonl"
 CHECKPOINT_FORMAT = 1
+MAX_ITERATIONS = 2**53
 
 
 class NonFiniteError(RuntimeError):
@@ -103,6 +104,10 @@ class RelearnConfig:
         choice("strategy", STRATEGIES)
         integer("generations", 1)
         integer("iterations_per_generation", 1)
+        if self.generations * self.iterations_per_generation > MAX_ITERATIONS:
+            raise ConfigError("iterations_per_generation", self.iterations_per_generation,
+                              f"generations x iterations per generation must be at most 2**53 "
+                              f"({MAX_ITERATIONS:,}: iteration numbers stay exact in every reader of the records)")
         fraction("sender_keep_fraction")
         fraction("receiver_keep_fraction")
         choice("mask", MASKS)
@@ -155,15 +160,6 @@ def ease_of_teaching(game: LanguageGame, config: LanguageGameConfig, relearn: Re
                            progress=False)
     curve = [e["accuracy"] for e in out["evaluations"]]
     return {"ease_of_teaching": sum(curve) / len(curve), "ease_of_teaching_curve": curve}
-
-
-def _mismatch(error: BaseException) -> str:
-    """The telling line of a load error (torch lists every size mismatch; the first one says enough)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith(("size mismatch", "Missing key", "Unexpected key")):
-            return line[:300]
-    return (lines[0][:300] if lines else type(error).__name__) if not isinstance(error, KeyError) else f"no entry {error}"
 
 
 @contextlib.contextmanager
@@ -255,7 +251,7 @@ class LanguageRun:
             self.n_evaluations = int(state["n_evaluations"])
         except (KeyError, RuntimeError, TypeError, ValueError, IndexError, AttributeError) as error:
             where = CHECKPOINT_FILE if self.run_dir is None else self.run_dir.path / CHECKPOINT_FILE
-            raise ValueError(f"{where}: does not fit this run's settings ({_mismatch(error)})") from None
+            raise ValueError(f"{where}: does not fit this run's settings ({describe_load_error(error)})") from None
         self.boundary_pending = bool(state.get("boundary_pending", False))
         if self.run_dir is not None:
             self.run_dir.truncate_records(int(state["n_records"]))

@@ -19,6 +19,7 @@ folder that holds files the package did not write.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -26,9 +27,12 @@ import math
 import os
 import pathlib
 import pickle
+import re
 import secrets
+import signal
+import threading
 import zipfile
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -123,6 +127,29 @@ def dumps(obj: Any) -> str:
     return json.dumps(to_jsonable(obj), allow_nan=False, sort_keys=False)
 
 
+def lock_holder(path: pathlib.Path) -> str | None:
+    """The PID another process wrote into `path`'s run lock while it holds it, else None.
+
+    Probes with a shared `flock`, which conflicts with a writer's exclusive one, and drops it at
+    once: the file is only read (a finished run on read-only storage can still be checked). A lock
+    held by this very process counts as held too: a worker could not open the run either."""
+    try:
+        fd = os.open(path / LOCK_FILE, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read its {LOCK_FILE} ({describe_os_error(error)})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def check_new_folder(path: str | os.PathLike, flag: str = "--out") -> pathlib.Path:
     """`path` as a folder a new run may write: not empty text, not a file, and (when it exists)
     made by this package (it holds LOCK_FILE) or holding nothing but run folders of this package."""
@@ -132,10 +159,16 @@ def check_new_folder(path: str | os.PathLike, flag: str = "--out") -> pathlib.Pa
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag} {path}: exists and is not a directory")
     if path.is_dir():
+        holder = lock_holder(path)
+        if holder is not None:
+            raise RunInUse(path, holder, flag)
         try:
             entries = sorted(entry.name for entry in path.iterdir())
         except OSError as error:
             raise ValueError(f"{flag} {path}: cannot be read ({describe_os_error(error)})") from None
+        if RECORDS_FILE in entries or CHECKPOINT_FILE in entries:
+            raise ValueError(f"{flag}: {path} already holds a run; pass --resume {path} to continue it "
+                             "or choose another directory")
         foreign = [name for name in entries if not (path / name / LOCK_FILE).is_file()]
         if foreign and LOCK_FILE not in entries:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
@@ -292,7 +325,8 @@ class RunDirectory:
 
     # checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:
-        _atomic_write(self.path / CHECKPOINT_FILE, lambda handle: torch.save(state, handle))
+        with ctrl_c_deferred():
+            _atomic_write(self.path / CHECKPOINT_FILE, lambda handle: _torch_save(state, handle))
 
     def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict | None:
         """Our checkpoints hold tensors and plain Python only, so the safe loader reads them; a
@@ -302,7 +336,7 @@ class RunDirectory:
             return None
         try:
             state = torch.load(target, map_location=map_location, weights_only=True)
-        except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
+        except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError, zipfile.BadZipFile,
                 AttributeError, KeyError, IndexError, TypeError) as error:
             raise ValueError(f"{target}: cannot be read as a checkpoint (empty, cut short, or not one of this "
                              f"package: {type(error).__name__}); restore it, or remove it and its records to "
@@ -328,3 +362,55 @@ def read_records(target: pathlib.Path) -> list[dict]:
             raise ValueError(f"{target}: line {number} holds {type(record).__name__}, not a record")
         out.append(record)
     return out
+
+
+def _torch_save(state: dict, handle) -> None:
+    """torch.save, with a failed write (a full disk) raised as the OSError it is: torch's zip writer
+    otherwise replaces it, while closing, with a RuntimeError ("unexpected pos ...")."""
+    try:
+        torch.save(state, handle)
+    except RuntimeError as error:
+        cause = error.__context__
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
+
+
+def describe_load_error(error: BaseException) -> str:
+    """The telling line of a `load_state_dict` error: torch opens with a generic header and lists
+    every mismatch; the first specific one says enough (sizes shown as plain lists)."""
+    if isinstance(error, KeyError):
+        return f"no {error.args[0]!r} entry" if error.args else "an entry is missing"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    specific = [line for line in lines if not line.startswith("Error(s) in loading")]
+    text = (specific or lines or [type(error).__name__])[0]
+    return re.sub(r"torch\.Size\((\[[^\]]*\])\)", r"\1", text)[:200]
+
+
+@contextlib.contextmanager
+def ctrl_c_deferred() -> Iterator[None]:
+    """A Ctrl-C inside the block takes effect when the block ends, as KeyboardInterrupt. Around the
+    checkpoint write: torch.save interrupted mid-record leaves its zip writer alive with a closed
+    file, fails with a RuntimeError, and the process may later abort (SIGABRT) when the writer is
+    destroyed; deferred, the checkpoint finishes (well under a second) and the generation is saved.
+    Only where Python's own handler is installed (the main thread of a plain process): a program
+    that handles or ignores SIGINT itself keeps its way."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: pending.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise DeferredInterrupt("interrupted after the write finished")
+
+
+class DeferredInterrupt(KeyboardInterrupt):
+    """A Ctrl-C that arrived during a write `ctrl_c_deferred` protected, raised once the write had
+    finished: what was being written is on disk."""

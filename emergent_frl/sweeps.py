@@ -19,6 +19,10 @@ never a home-made scheduler:
 - A failed run is reported with its error. Crashes (a killed worker, an OSError, any unexpected
   exception) are retried up to `retries` times, each retry resuming from the last checkpoint; bad
   input (ValueError) and diverged runs (NonFiniteError) are deterministic and are not retried.
+- A sweep never leaves workers behind: Ctrl-C or SIGTERM (a scheduler's time limit) ends the
+  local workers at once, and a worker whose sweep process died (SIGKILL) ends itself, so a relaunch
+  never trains a run beside an orphan. A relaunch also refuses, before any work, a run directory
+  that another live process still holds (its lock, see `emergent_frl.runs.RunLock`).
 
 The grid file format (product of lists, presets, per-strategy variants) lives in `games/sweep.py`.
 """
@@ -27,22 +31,31 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
+import ctypes
 import json
 import math
 import multiprocessing
 import os
 import pathlib
+import reprlib
+import signal
 import socket
+import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from emergent_frl.batched import ENGINES, DivergedRuns, batch_key, recorded_engine, run_language_batched
 from emergent_frl.batched.compiling import compile_mode
 from emergent_frl.relearn import NonFiniteError, run_language, split_config
-from emergent_frl.runs import CHECKPOINT_FILE, CONFIG_FILE, RECORDS_FILE, atomic_write_text, to_jsonable
+from emergent_frl.runs import (
+    CHECKPOINT_FILE, CONFIG_FILE, RECORDS_FILE, atomic_write_text, lock_holder, to_jsonable,
+)
+from emergent_frl.training import ConfigError
 
 BACKENDS = ("local", "ray")
 # A finished task's results: one per run, or one failure for the whole task (its worker died).
@@ -53,10 +66,27 @@ DIST_HINT = 'pip install -e ".[dist]"'
 # Keys that may differ between a run directory's config.json and the sweep's config of that run:
 # generations (a longer sweep extends finished runs) and the device (resuming elsewhere is fine).
 _MAY_DIFFER = ("generations", "device")
+SHOWN = 80  # characters of a value quoted in an error message: a huge one is cut, never echoed whole
+PARENT_POLL = 0.2  # seconds between a worker's checks that its sweep process is still alive
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class SweepError(ValueError):
     """Bad sweep input found before any work: the message names the grid key or run at fault."""
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong, _REPR.maxlist, _REPR.maxdict = SHOWN, SHOWN, SHOWN, 8, 6
+
+
+def shorten(value: Any, limit: int = SHOWN) -> str:
+    """repr(value) in at most `limit` characters: reprlib bounds the work too, so quoting a value of
+    a million elements costs nothing."""
+    try:
+        text = _REPR.repr(value)
+    except ValueError:  # an int past Python's digit limit for str()
+        text = f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -114,11 +144,16 @@ def _count_records(path: pathlib.Path) -> int:
 def run_state(path: str | os.PathLike, config: dict[str, Any]) -> str:
     """'new', 'partial' (resume it) or 'finished' (skip it) for the run `config` at `path`.
 
-    Raises SweepError when `path` exists but is no directory, or holds a run with other settings.
+    Raises SweepError when `path` exists but is no directory, is being written by another live
+    process (an earlier sweep's worker, say), or holds a run with other settings.
     """
     path = pathlib.Path(path)
     if path.exists() and not path.is_dir():
         raise SweepError(f"{path}: exists and is not a directory")
+    holder = lock_holder(path)
+    if holder is not None:
+        raise SweepError(f"{path}: another process (PID {holder}) is writing this run; "
+                         "wait for it to finish or stop it, then run the sweep again")
     started = any((path / name).exists() for name in (CONFIG_FILE, RECORDS_FILE, CHECKPOINT_FILE))
     if not started:
         return "new"
@@ -131,7 +166,7 @@ def run_state(path: str | os.PathLike, config: dict[str, Any]) -> str:
     differing = sorted(k for k, v in config.items()
                        if k in saved and k not in _MAY_DIFFER and saved[k] != to_jsonable(v))
     if differing:
-        details = ", ".join(f"{k}={saved[k]!r} there, {config[k]!r} here" for k in differing[:4])
+        details = ", ".join(f"{k}={shorten(saved[k])} there, {shorten(config[k])} here" for k in differing[:4])
         raise SweepError(f"{path}: holds a run with other settings ({details}); "
                          "choose another --out or remove that directory")
     return "finished" if _count_records(path) >= config["generations"] else "partial"
@@ -215,13 +250,100 @@ def run_task(engine: str, names: list[str], configs: list[dict[str, Any]], paths
     return run_batch(names, configs, paths, threads, compile)
 
 
+# -- worker processes that never outlive their sweep ----------------------------------------------
+def _die_with_parent() -> None:
+    """Linux: the kernel SIGKILLs this worker when the thread that started it ends. Workers are
+    started by the sweep's own thread (which waits in `run_sweep` until the pool is closed) or by
+    the pool's manager thread (which ends only after it has joined or terminated every worker),
+    so this fires only when the sweep process itself is gone. Best effort: the watchdog thread
+    (`_watch_parent`) is the guard on every platform."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _watch_parent(parent: int) -> None:
+    """End this worker at once when its sweep process is gone (it was SIGKILLed or crashed): the
+    worker is then re-parented, so its parent PID changes. A relaunch resumes the run from its
+    checkpoint; an orphan training beside it would write the same records twice."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    os._exit(1)
+
+
+def _thread_lock_for_bars() -> None:
+    """tqdm gives every process a multiprocessing lock for its bars, a named semaphore; a worker
+    ended by Ctrl-C or SIGTERM cannot remove it, and the resource tracker then warns about it on
+    the sweep's stderr. A worker's bars are off and its own: a thread lock serves."""
+    try:
+        from tqdm.std import tqdm
+    except ImportError:
+        return
+    tqdm.set_lock(threading.RLock())
+
+
+def start_worker(parent: int) -> None:
+    """Pool initializer of every local worker: it dies with `parent` (the sweep process), and
+    leaves Ctrl-C to the sweep, which ends its workers itself (`LocalBackend.abort`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # `abort` ends workers with SIGTERM, whatever was inherited
+    _thread_lock_for_bars()
+    _die_with_parent()
+    if os.getppid() != parent:  # the sweep died while this worker started
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="sweep-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block SIGTERM (a batch scheduler's time limit, `kill`) raises KeyboardInterrupt
+    in the main thread, as Ctrl-C does, so the sweep ends its workers and says how to resume
+    instead of dying silently beside them. A handler someone else installed is left alone; the
+    previous one comes back after the block."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM do nothing for a moment (main thread only): a second Ctrl-C must not cut
+    short the ending of the workers that the first one asked for. A Python handler, not SIG_IGN,
+    which a worker started meanwhile would inherit and then ignore SIGTERM itself."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 # -- backends: submit a task, wait for any to finish ----------------------------------------------
 class LocalBackend:
-    """A `concurrent.futures.ProcessPoolExecutor` (spawn) with `workers` processes on this machine."""
+    """A `concurrent.futures.ProcessPoolExecutor` (spawn) with `workers` processes on this machine;
+    each worker dies with this process (`start_worker`)."""
 
     def __init__(self, workers: int):
         self.workers = workers
         self.pool: concurrent.futures.ProcessPoolExecutor | None = None
+        # children this process had before: not ours to end in `abort`
+        self.others = {child.pid for child in multiprocessing.active_children()}
 
     @property
     def slots(self) -> int:
@@ -230,11 +352,11 @@ class LocalBackend:
 
     def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
+        options = dict(mp_context=context, initializer=start_worker, initargs=(os.getpid(),))
         try:  # a fresh process per run (Python >= 3.11): no state leaks from one run to the next
-            return concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context,
-                                                          max_tasks_per_child=1)
+            return concurrent.futures.ProcessPoolExecutor(self.workers, max_tasks_per_child=1, **options)
         except TypeError:
-            return concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context)
+            return concurrent.futures.ProcessPoolExecutor(self.workers, **options)
 
     def submit(self, *args) -> concurrent.futures.Future:
         for _ in range(2):
@@ -258,9 +380,43 @@ class LocalBackend:
         return out
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+        """Every task is done: end the idle workers now. With `max_tasks_per_child` the pool starts
+        a replacement after every task, the last one too, and `shutdown(wait=True)` alone would
+        wait seconds for each to import torch only to be told to stop."""
+        self.abort()
+
+    def abort(self, grace: float = 2.0, patience: float = 30.0) -> None:
+        """Stop now (Ctrl-C, SIGTERM): end every worker, SIGTERM first, SIGKILL after `grace`
+        seconds, while the pool closes (its thread sees its workers gone and drops the queued
+        tasks). Runs cut short resume from their checkpoints next time.
+
+        `shutdown(wait=True)` alone would wait for every running task, and for any replacement
+        worker the pool's thread starts meanwhile to import torch; so it runs beside, and workers
+        are ended as they appear until it returns (at most `patience` seconds). (`shutdown(wait=
+        False)` is no way out: it races the pool's thread when that thread replaces a worker.)"""
+        pool, self.pool = self.pool, None
+        if pool is None:
+            return
+        with _signals_deferred():
+            self._end_workers(grace)
+            closing = threading.Thread(target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True},
+                                       name="sweep-pool-close", daemon=True)
+            closing.start()
+            deadline = time.monotonic() + patience
+            while closing.is_alive() and time.monotonic() < deadline:
+                self._end_workers(grace)
+                closing.join(0.05)
+
+    def _end_workers(self, grace: float) -> None:
+        workers = [child for child in multiprocessing.active_children() if child.pid not in self.others]
+        for worker in workers:
+            worker.terminate()
+        deadline = time.monotonic() + grace
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                worker.kill()
+                worker.join(1.0)
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -346,26 +502,67 @@ def make_backend(backend: str, *, workers: int | None = None, address: str | Non
 
 
 # -- the sweep -----------------------------------------------------------------------------------
+def check_out(out: str | os.PathLike) -> None:
+    """--out must be a folder, or one that can be made: not empty text, not a file, not under one."""
+    if str(out).strip() == "":  # before pathlib, which reads '' as '.'
+        raise SweepError("--out '': give a directory name (an empty one would write into the current directory)")
+    out = pathlib.Path(out)
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "exists" if folder == out else f"is under {folder}, which exists"
+                raise SweepError(f"--out {out}: {where} and is not a directory")
+            return
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable copy of a config value for comparing configs (1 == 1.0 as in Python)."""
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+def check_distinct(runs: list[SweepRun]) -> None:
+    """Two directories of one run (e.g. `temperature: [1, 1.0]`) would train it twice, and the
+    analysis would count it as two: a SweepError naming both."""
+    first: dict[Any, str] = {}
+    for run in runs:
+        key = _frozen(run.config)
+        if key in first:
+            raise SweepError(f"runs {first[key]} and {run.name} have the same settings (the grid lists one "
+                             "value twice, e.g. 1 and 1.0); give each value once")
+        first[key] = run.name
+
+
+def _validated(run: SweepRun) -> SweepRun:
+    try:
+        return run.validated()
+    except ConfigError as error:
+        raise SweepError(f"run {run.name}: {error.field}={shorten(error.value)}: {error.allowed}") from None
+    except ValueError as error:
+        raise SweepError(f"run {run.name}: {error}") from None
+
+
 def check_sweep(runs: list[SweepRun], out: str | os.PathLike) -> tuple[list[SweepRun], dict[str, str]]:
     """Validate every run and its directory before any work: (validated runs, {name: state}).
     Raises SweepError naming the run at fault."""
+    check_out(out)
     out = pathlib.Path(out)
-    if out.exists() and not out.is_dir():
-        raise SweepError(f"--out {out}: exists and is not a directory")
     if not runs:
         raise SweepError("the sweep holds no runs")
     names = collections.Counter(run.name for run in runs)
     duplicates = sorted(name for name, count in names.items() if count > 1)
     if duplicates:
         raise SweepError(f"runs {duplicates} share a directory name; make the grid's values distinct")
-    validated, states = [], {}
-    for run in runs:
-        try:
-            run = run.validated()
-        except ValueError as error:
-            raise SweepError(f"run {run.name}: {error}") from None
-        validated.append(run)
-        states[run.name] = run_state(out / run.name, run.config)
+    validated = [_validated(run) for run in runs]
+    check_distinct(validated)
+    states = {run.name: run_state(out / run.name, run.config) for run in validated}
     return validated, states
 
 
@@ -452,6 +649,7 @@ def run_sweep(runs: list[SweepRun], out: str | os.PathLike, *, backend: str = "l
         raise SweepError(f"--backend {backend!r}: must be one of {list(BACKENDS)}")
     if backend == "local" and address is not None:
         raise SweepError("--address: only used with --backend ray")
+    check_out(out)
     out = pathlib.Path(out).resolve()  # Ray workers run in their own working directory
     runs, states = check_sweep(runs, out)
     say = log or (lambda line: None)
@@ -460,17 +658,20 @@ def run_sweep(runs: list[SweepRun], out: str | os.PathLike, *, backend: str = "l
     for run in runs:
         if states[run.name] == "finished":
             summary.outcomes.append(Outcome(run.name, "skipped"))
-    pool = make_backend(backend, workers=workers, address=address, threads=threads) if todo else None
-    tasks = plan_tasks(todo, out, states, engine, batch, pool.slots, compile) if pool is not None else []
-    _write_sweep_file(out, spec, runs, summary, states)
-    say(f"sweep {out}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
-        f"{sum(states[r.name] == 'partial' for r in todo)} to resume, backend {backend}"
-        + (f"; {describe_tasks(tasks)}" if tasks else ""))
-    if pool is not None:
-        try:
-            _drive(pool, tasks, out, retries, threads, summary, say)
-        finally:
-            pool.close()
+    with sigterm_interrupts():
+        pool = make_backend(backend, workers=workers, address=address, threads=threads) if todo else None
+        tasks = plan_tasks(todo, out, states, engine, batch, pool.slots, compile) if pool is not None else []
+        _write_sweep_file(out, spec, runs, summary, states)
+        say(f"sweep {out}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
+            f"{sum(states[r.name] == 'partial' for r in todo)} to resume, backend {backend}"
+            + (f"; {describe_tasks(tasks)}" if tasks else ""))
+        if pool is not None:
+            try:
+                _drive(pool, tasks, out, retries, threads, summary, say)
+                pool.close()
+            except BaseException:  # Ctrl-C, SIGTERM (while closing too), a bug: no worker goes on
+                getattr(pool, "abort", pool.close)()
+                raise
     order = {run.name: i for i, run in enumerate(runs)}
     summary.outcomes.sort(key=lambda o: order[o.name])
     _write_sweep_file(out, spec, runs, summary, states)

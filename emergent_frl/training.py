@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from analysis.compositionality import bosdis, message_entropy, posdis, topographic_similarity
+from emergent_frl.devices import DeviceError, machine_device
 from emergent_frl.agents import CELLS, CHANNELS, ReconstructionReceiver, ReferentialReceiver, Sender
 from emergent_frl.games import LanguageGame, ReconstructionGame, ReferentialGame
 from emergent_frl.objects import ObjectSpace
@@ -65,23 +66,11 @@ class Interrupted(KeyboardInterrupt):
 
 
 def check_device(name: Any, field_name: str = "device") -> torch.device:
-    """A device this machine has: 'cpu' (no index but 0) or 'cuda'/'cuda:N' with N < the GPU count."""
-    allowed = "must be 'cpu', 'cuda' or 'cuda:N' with a GPU of this machine"
+    """A device of this machine the language games run on: the CPU or a CUDA GPU."""
     try:
-        device = torch.device(name) if isinstance(name, str) else None
-    except (RuntimeError, TypeError, ValueError):
-        device = None
-    if device is None or device.type not in DEVICE_TYPES:
-        raise ConfigError(field_name, name, allowed)
-    if device.type == "cpu" and device.index not in (None, 0):
-        raise ConfigError(field_name, name, "the CPU is 'cpu' (no other index)")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(field_name, name, "CUDA is not available on this machine; use 'cpu'")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(field_name, name, f"this machine has {torch.cuda.device_count()} GPU(s): "
-                                                f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
-    return device
+        return machine_device(name, kinds=DEVICE_TYPES, auto=False)
+    except DeviceError as error:
+        raise ConfigError(field_name, name, error.reason) from None
 
 
 def dataclass_from_dict(cls, values: dict[str, Any]):

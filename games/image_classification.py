@@ -7,33 +7,44 @@
     python -m games.image_classification --resume runs/digits-llf --generations 8
 
 Writes RUN_DIR/config.json, generations.jsonl (one record per generation: train/val/test top-1)
-and checkpoint.pt. Bad arguments give a one-line error and exit status 2 before any work starts.
+and checkpoint.pt. Bad arguments give a one-line error and exit status 2 before any work starts
+(nothing is written); a fault while working (disk full, out of memory) exit status 1; Ctrl-C exit
+status 130 with a line saying where training stopped and how to continue it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import pathlib
+import shlex
 import sys
+from typing import NoReturn
 
-
-from emergent_frl.runs import RunDirectory
+from analysis.cli import run_command
+from emergent_frl.runs import CONFIG_FILE, RunDirectory, check_new_folder
 from emergent_frl.vision.datasets import DATASETS
-from emergent_frl.vision.experiment import (
-    ImageRunConfig,
-    merge_resumed,
-    open_run_directory,
-    prepare_run,
-    set_threads,
-)
+from emergent_frl.vision.experiment import ImageRunConfig, merge_resumed, prepare_run, set_threads, start_run
+from emergent_frl.vision.footprint import out_of_memory_as_memory_error
 from emergent_frl.vision.models import ARCHITECTURES, STEMS
 from emergent_frl.vision.strategies import REWIND_SCOPES, SPLIT_MODES, STRATEGIES
+from emergent_frl.vision.trainer import MAX_GENERATIONS, GenerationTrainer
 
 DEFAULTS = ImageRunConfig().to_flat()
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are ValueErrors, so that `run_command` reports them as every other bad
+    input: one line, `error: ...`, exit 2 (argparse's own would print the usage first, over several
+    lines, and leave `main` by SystemExit instead of returning the code)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ValueError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m games.image_classification", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m games.image_classification", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
     section = [parser]  # the argument group `add` files the next flags under
 
@@ -97,27 +108,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> tuple[ImageRunConfig, str, bool]:
-    """(config, run directory, resume?) from parsed arguments; ValueError on bad input."""
+def config_from_args(args: argparse.Namespace, stack: contextlib.ExitStack
+                     ) -> tuple[ImageRunConfig, str, RunDirectory | None]:
+    """(config, run directory, the resumed run's directory, opened and locked) from parsed
+    arguments; ValueError on bad input. A resumed run is locked before its files are read, so a
+    second process is refused (naming the writer's PID) rather than reading half-written state."""
     given = {k: v for k, v in vars(args).items() if v is not None and k not in ("out", "resume", "quiet", "threads")}
-    if args.resume is not None:
-        if args.out is not None and args.out != args.resume:
-            raise ValueError(f"--out {args.out} and --resume {args.resume} name different directories")
-        run_dir = RunDirectory(args.resume, resume=True)
-        saved = run_dir.read_config()
-        if saved is None:
-            raise ValueError(f"--resume: {args.resume} holds no config.json")
-        config = ImageRunConfig.from_flat(merge_resumed(saved, given))
-        done = len(run_dir.records())
-        if config.train.generations < done:
-            raise ValueError(f"--generations {config.train.generations}: {args.resume} already holds {done} "
-                             f"generations; allowed range is {done}..1000")
-        return config, args.resume, True
-    flat = dict(DEFAULTS)
-    flat.update(given)
-    config = ImageRunConfig.from_flat(flat)
-    out = args.out or f"runs/image/{config.data.dataset}-{config.arch}-{config.strategy.name}-s{config.seed}"
-    return config, out, False
+    if args.resume is None:
+        flat = dict(DEFAULTS)
+        flat.update(given)
+        config = ImageRunConfig.from_flat(flat)
+        out = args.out
+        if out is None:
+            out = f"runs/image/{config.data.dataset}-{config.arch}-{config.strategy.name}-s{config.seed}"
+        check_new_folder(out)  # read-only: '' or a file or a folder of other files fail before the data loads
+        return config, out, None
+    if args.out is not None and args.out != args.resume:
+        raise ValueError(f"--out {args.out} and --resume {args.resume} name different directories")
+    if not (pathlib.Path(args.resume) / CONFIG_FILE).is_file():  # checked before the lock file is made
+        raise ValueError(f"--resume {args.resume}: holds no {CONFIG_FILE}; not a run directory of this script")
+    run_dir = stack.enter_context(RunDirectory(args.resume, resume=True))
+    config = resumed_config(run_dir, given)
+    done = len(run_dir.records())
+    if config.train.generations < done:
+        raise ValueError(f"--generations {config.train.generations}: {args.resume} already holds {done} "
+                         f"generations; allowed range is {done}..{MAX_GENERATIONS}")
+    return config, args.resume, run_dir
+
+
+def resumed_config(run_dir: RunDirectory, given: dict) -> ImageRunConfig:
+    """The saved configuration with the changes a resume allows; an invalid one (config.json edited
+    by hand, or a device this machine lacks) is a ValueError that names the file too."""
+    saved = run_dir.read_config()
+    if saved is None:
+        raise ValueError(f"--resume {run_dir.path}: holds no {CONFIG_FILE}; not a run directory of this script")
+    merged = merge_resumed(saved, given)
+    try:
+        config = ImageRunConfig.from_flat(merged)
+        config.validate()
+    except ValueError as error:
+        raise ValueError(f"{error} (settings of {run_dir.path / CONFIG_FILE} with this command's changes)") from None
+    return config
 
 
 def format_record(record: dict) -> str:
@@ -129,31 +160,53 @@ def format_record(record: dict) -> str:
             f"forgot {100 * record['forgotten_fraction']:5.1f}%  {record['seconds']:6.1f}s")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        set_threads(args.threads)
-        config, out, resume = config_from_args(args)
-        prepared = prepare_run(config)
-        run_dir = open_run_directory(out, config, resume=resume)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if not args.quiet:
-        sizes = prepared.data.sizes()
-        print(f"{config.data.dataset} {sizes} -> {config.arch} on {prepared.device}, strategy {config.strategy.name}, "
-              f"run directory {run_dir.path}", flush=True)
-    trained = []
+def interrupted(trainer: GenerationTrainer, run_dir: RunDirectory, epochs: int) -> KeyboardInterrupt:
+    """The one line a Ctrl-C leaves: where training stood, what is saved, how to go on."""
+    generation, epoch = trainer.position
+    saved = trainer.saved_generations
+    kept = {0: "no generation is saved yet", 1: "generation 0 is saved"}.get(
+        saved, f"generations 0..{saved - 1} are saved")
+    return KeyboardInterrupt(f"interrupted at generation {generation}, epoch {epoch} of {epochs}; {kept}; "
+                             f"continue with --resume {shlex.quote(str(run_dir.path))}")
 
-    def report(record: dict) -> None:
-        trained.append(record["generation"])
+
+def train(args: argparse.Namespace) -> int:
+    """The command's work: every check before the run directory is written, then the generations."""
+    set_threads(args.threads)
+    with contextlib.ExitStack() as stack:
+        config, out, run_dir = config_from_args(args, stack)
+        try:
+            prepared = prepare_run(config)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt("interrupted while loading the data; nothing was written") from None
+        if run_dir is None:
+            run_dir = stack.enter_context(RunDirectory(out))
+        start = start_run(prepared, run_dir, resume=args.resume is not None)
         if not args.quiet:
-            print(format_record(record), flush=True)
+            print(f"{config.data.dataset} {prepared.data.sizes()} -> {config.arch} on {prepared.device}, "
+                  f"strategy {config.strategy.name}, run directory {run_dir.path}", flush=True)
+        trained = []
 
-    prepared.trainer.run(run_dir, resume=resume, on_record=report)
+        def report(record: dict) -> None:
+            trained.append(record["generation"])
+            if not args.quiet:
+                print(format_record(record), flush=True)
+
+        try:
+            with out_of_memory_as_memory_error():
+                prepared.trainer.run(run_dir, start=start, on_record=report)
+        except KeyboardInterrupt:
+            raise interrupted(prepared.trainer, run_dir, config.train.epochs) from None
     if not trained and not args.quiet:
         print(f"nothing to do: all {config.train.generations} generations are done (raise --generations to go on)")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit 0 done, 2 bad input (nothing written), 1 a fault while working (disk full, out of
+    memory), 130 Ctrl-C; each failure one line on stderr."""
+    return run_command(lambda: train(build_parser().parse_args(argv)))
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,7 +27,11 @@ iterated learning with iterated learning) train together, up to `--batch` per ta
 (`--engine reference`: each alone). Backends: `local` (a process pool on this machine,
 `--workers`) or `ray` (Ray tasks; `--address auto` joins a running cluster, whose nodes must see
 DIR and have this package installed; needs `pip install -e ".[dist]"`).
-Exit status: 0 all runs done, 1 some failed, 2 bad input (nothing ran), 130 interrupted.
+A grid file is read strictly: a key given twice in one mapping, aliases that expand to more than
+100,000 values, and two grid values that make one run twice (`temperature: [1, 1.0]`) are errors.
+A run directory that another live process still writes (a sweep still running) stops the sweep.
+Exit status: 0 all runs done, 1 some failed (or a fault: disk full), 2 bad input (nothing ran),
+130 interrupted (Ctrl-C or SIGTERM; the workers are ended, run the command again to resume).
 """
 
 from __future__ import annotations
@@ -39,34 +43,37 @@ import re
 import sys
 from typing import Any, Callable, Sequence
 
-import yaml
-
+from analysis.cli import run_command
 from emergent_frl.relearn import RelearnConfig
 from emergent_frl.batched import ENGINES
 from emergent_frl.sweeps import (
     BACKENDS, DEFAULT_BATCH, SweepError, SweepRun, check_sweep, default_workers, describe_tasks, plan_tasks, run_sweep,
+    shorten, sigterm_interrupts,
 )
 from emergent_frl.training import ConfigError, LanguageGameConfig
 from games.cli import DEFAULT_RUN, ArgumentParser, resolve_length
-from games.presets import SWEEP_DIR, available_presets, available_sweeps, load_preset
+from games.presets import SWEEP_DIR, YamlError, available_presets, available_sweeps, load_preset, read_yaml
 
 SECTIONS = ("description", "base", "grid", "variants")
 FIELDS = (*LanguageGameConfig.__dataclass_fields__, *RelearnConfig.__dataclass_fields__)
 SETTINGS = (*FIELDS, "preset", "iterations")
 _MAX_NAME = 200
 MAX_RUNS = 10_000
+INTERRUPTED = "interrupted; run the same command again to resume"
 
 
 def _show(key: Any) -> str:
-    """A key as typed, or its repr when it is no plain printable text (messages stay one line)."""
-    return key if isinstance(key, str) and key and key.isprintable() and key.strip() == key else repr(key)
+    """A key as typed, or its (shortened) repr when it is no short plain printable text (messages
+    stay one short line)."""
+    plain = isinstance(key, str) and key and key.isprintable() and key.strip() == key and len(key) <= 80
+    return key if plain else shorten(key)
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise SweepError(f"{where}: must be a mapping of settings, got {type(value).__name__} {value!r}")
+        raise SweepError(f"{where}: must be a mapping of settings, got {type(value).__name__} {shorten(value)}")
     for key in value:
         if not isinstance(key, str) or key not in SETTINGS:
             raise SweepError(f"{where}.{_show(key)}: unknown setting; known: {sorted(SETTINGS)}")
@@ -95,7 +102,7 @@ def expand_grid(spec: Any, presets: Callable[[str], dict[str, Any]] = load_prese
     grid = _mapping(spec.get("grid"), "grid")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise SweepError(f"grid.{key}: must be a non-empty list of values, got {values!r}")
+            raise SweepError(f"grid.{key}: must be a non-empty list of values, got {shorten(values)}")
     size = 1
     for key, values in grid.items():
         size *= len(values)
@@ -136,7 +143,7 @@ def _expand_point(base: dict, point: dict, variants: dict, presets) -> SweepRun:
     sources: dict[str, str] = {}
     if preset is not None:
         if not isinstance(preset, str) or preset not in available_presets():
-            raise SweepError(f"{preset_where}: {preset!r}: unknown preset; available: {available_presets()}")
+            raise SweepError(f"{preset_where}: {shorten(preset)}: unknown preset; available: {available_presets()}")
         try:
             from_preset = presets(preset)
         except ValueError as error:
@@ -154,12 +161,12 @@ def _expand_point(base: dict, point: dict, variants: dict, presets) -> SweepRun:
                 values[key] = explicit[key] = value
                 sources[key] = where
     values.setdefault("game", "referential")
-    label = ", ".join(f"{k}={v!r}" for k, v in point.items())
+    label = ", ".join(f"{k}={shorten(v, 40)}" for k, v in point.items())
 
     def failure(error: ValueError) -> SweepError:
         if isinstance(error, ConfigError):
             where = sources.get(error.field, "default")
-            return SweepError(f"{where}.{error.field}: {error.value!r}: {error.allowed}"
+            return SweepError(f"{where}.{error.field}: {shorten(error.value)}: {error.allowed}"
                               + (f" (grid point {label})" if label else ""))
         return SweepError(f"{str(error).splitlines()[0]}" + (f" (grid point {label})" if label else ""))
 
@@ -197,11 +204,9 @@ def load_grid(grid: str) -> tuple[dict[str, Any], list[SweepRun]]:
     """(the parsed grid file, its validated runs)."""
     path = find_grid_file(grid)
     try:
-        spec = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError) as error:
-        raise SweepError(f"{grid}: cannot read ({error})") from None
-    except yaml.YAMLError as error:
-        raise SweepError(f"{grid}: not valid YAML ({' '.join(str(error).split())})") from None
+        spec = read_yaml(path, grid)  # bounded: an alias bomb or a repeated key is refused
+    except YamlError as error:
+        raise SweepError(str(error)) from None
     return spec, expand_grid(spec)
 
 
@@ -250,28 +255,39 @@ def print_plan(args: argparse.Namespace, runs: list[SweepRun]) -> None:
     print(f"{len(runs)} runs, {len(runs) - len(todo)} finished; {plan}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        for flag in ("workers", "retries", "threads", "batch"):
-            value, minimum = getattr(args, flag), 0 if flag == "retries" else 1
-            if value is not None and value < minimum:
-                raise SweepError(f"--{flag} {value}: must be an integer >= {minimum}")
-        spec, runs = load_grid(args.grid)
-        if args.dry_run:
-            print_plan(args, runs)
-            return 0
-        summary = run_sweep(runs, args.out, backend=args.backend, workers=args.workers, address=args.address,
-                            retries=args.retries, threads=args.threads, engine=args.engine, batch=args.batch,
-                            compile=args.compile, spec=spec)
-    except ValueError as error:
-        parser.error(str(error).splitlines()[0] if str(error) else type(error).__name__)
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+def run_from_args(args: argparse.Namespace) -> int:
+    """The command's work once its flags are parsed: 0 all runs done, 1 some failed."""
+    for flag in ("workers", "retries", "threads", "batch"):
+        value, minimum = getattr(args, flag), 0 if flag == "retries" else 1
+        if value is not None and value < minimum:
+            raise SweepError(f"--{flag} {value}: must be an integer >= {minimum}")
+    spec, runs = load_grid(args.grid)
+    if args.dry_run:
+        print_plan(args, runs)
+        return 0
+    summary = run_sweep(runs, args.out, backend=args.backend, workers=args.workers, address=args.address,
+                        retries=args.retries, threads=args.threads, engine=args.engine, batch=args.batch,
+                        compile=args.compile, spec=spec)
     print(summary.report())
     return 1 if summary.failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit 0 all runs done; 1 some failed (or a fault: disk full, out of memory); 2 bad input,
+    nothing ran; 130 Ctrl-C or SIGTERM, workers ended. Every failure is one line on stderr."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        try:
+            with sigterm_interrupts():
+                return run_from_args(args)
+        except ValueError as error:
+            parser.error(str(error) or type(error).__name__)  # exit 2, one line
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(INTERRUPTED) from None
+
+    return run_command(body, parser.prog)
 
 
 if __name__ == "__main__":

@@ -12,32 +12,38 @@ fig.png` prints it again and draws the figure; `--metric loss` or `entropy` for 
 
 Running the same command again reuses every finished seed and redoes unfinished ones (an
 interrupted sweep is continued by repeating its command); a seed folder holding a probe with other
-settings is an error.
+settings is an error. Bad arguments give one line and exit status 2 before any folder is made; a
+fault while working (disk full, out of memory) exit status 1; Ctrl-C exit status 130 with a line
+saying which seed and step it stopped at.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import pathlib
 import sys
 import time
 
-
+from analysis.cli import run_command
 from analysis.probe_plot import PROBE_FILE, load_probe, probe_summary, summary_table
-from emergent_frl.runs import RunDirectory
+from emergent_frl.runs import RunDirectory, check_new_folder
+from emergent_frl.vision.checks import check_seed
 from emergent_frl.vision.experiment import set_threads
+from emergent_frl.vision.footprint import out_of_memory_as_memory_error
 from emergent_frl.vision.models import ARCHITECTURES
 from emergent_frl.vision.probe import GROUPINGS, OPERATORS, ProbeConfig, TargetedForgettingProbe
+from games.image_classification import OneLineParser
 
 DEFAULTS = dataclasses.asdict(ProbeConfig())
 GROUP_NAMES = {"mislabeled": ["clean", "mislabeled"], "margin": ["easy", "hard"]}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m games.targeted_forgetting", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m games.targeted_forgetting", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
     def add(flag: str, **kwargs) -> None:
         dest = flag.lstrip("-").replace("-", "_")
@@ -72,33 +78,61 @@ def configs_from_args(args: argparse.Namespace) -> list[ProbeConfig]:
     values = {k: getattr(args, k) for k in DEFAULTS if k != "seed"}
     if len(set(args.seeds)) != len(args.seeds):
         raise ValueError(f"--seeds {args.seeds}: each seed at most once")
+    for seed in args.seeds:
+        check_seed("--seeds", seed)
     configs = [ProbeConfig(seed=seed, **values) for seed in args.seeds]
     for config in configs:
         config.validate()
     return configs
 
 
-def run_directory(out: str, config: ProbeConfig) -> tuple[RunDirectory, bool]:
-    """(the seed's run directory, whether it already holds this probe finished)."""
-    path = pathlib.Path(out) / f"seed_{config.seed}"
+def check_parent(out: str) -> pathlib.Path:
+    """--out as the parent of the seed folders: named, and a folder if it exists. (It may hold other
+    files, a figure drawn from the probes say; each seed folder is checked on its own.)"""
+    if out.strip() == "":
+        raise ValueError("--out '': give a directory name (an empty one would write into the current directory)")
+    path = pathlib.Path(out)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"--out: {path} exists and is not a directory")
-    done = False
-    if (path / PROBE_FILE).exists():
-        try:
-            saved = json.loads((path / PROBE_FILE).read_text())
-        except (OSError, json.JSONDecodeError):
-            saved = {}  # a probe.json cut short: redo it
-        if not isinstance(saved, dict):
-            saved = {}
-        mine = dataclasses.asdict(config)
-        theirs = saved.get("config", mine)
-        differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-        if differing:
-            raise ValueError(f"--out: {path} already holds a probe with other settings "
-                             f"({', '.join(f'{k}={theirs.get(k)!r}' for k in differing)}); choose another --out")
-        done = len(saved.get("measurements", ())) == config.steps // config.measure_every
-    return RunDirectory(path), done
+        raise ValueError(f"--out {path}: exists and is not a directory")
+    return path
+
+
+def finished(path: pathlib.Path, config: ProbeConfig) -> bool:
+    """Whether the seed folder `path` already holds this probe, finished; ValueError when it holds
+    one with other settings. A probe.json cut short or unreadable is redone."""
+    try:
+        saved = json.loads((path / PROBE_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        return False
+    mine, theirs = dataclasses.asdict(config), saved["config"]
+    differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if differing:
+        raise ValueError(f"--out: {path} already holds a probe with other settings "
+                         f"({', '.join(f'{k}={theirs.get(k)!r}' for k in differing)}); choose another --out")
+    measurements = saved.get("measurements")
+    return isinstance(measurements, list) and len(measurements) == config.steps // config.measure_every
+
+
+def plan(out: pathlib.Path, configs: list[ProbeConfig]) -> list[tuple[pathlib.Path, bool]]:
+    """(seed folder, finished?) per seed, from reading alone: every refusal (a file in the way, a
+    folder of other files, a probe with other settings) comes before any folder is made."""
+    plans = []
+    for config in configs:
+        path = check_new_folder(out / f"seed_{config.seed}")
+        plans.append((path, (path / PROBE_FILE).exists() and finished(path, config)))
+    return plans
+
+
+def open_folders(paths: list[pathlib.Path], stack: contextlib.ExitStack) -> list[RunDirectory]:
+    """Lock every seed folder for this process, the existing ones first: a second launch on the
+    same --out is refused (naming the first one's PID) before this one makes any new folder."""
+    order = sorted(range(len(paths)), key=lambda i: not paths[i].is_dir())
+    opened: dict[int, RunDirectory] = {}
+    for i in order:
+        opened[i] = stack.enter_context(RunDirectory(paths[i]))
+    return [opened[i] for i in range(len(paths))]
 
 
 def run_one(probe: TargetedForgettingProbe, run_dir: RunDirectory, quiet: bool) -> None:
@@ -120,25 +154,48 @@ def run_one(probe: TargetedForgettingProbe, run_dir: RunDirectory, quiet: bool) 
     probe.run(on_measure=save)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def interrupted(probe: TargetedForgettingProbe, finished_seeds: list[int]) -> KeyboardInterrupt:
+    """The one line a Ctrl-C leaves: which seed and step, what is kept, how to go on."""
+    config = probe.config
+    names = ", ".join(map(str, finished_seeds))
+    kept = {0: "", 1: f"seed {names} is finished and kept; "}.get(len(finished_seeds),
+                                                                  f"seeds {names} are finished and kept; ")
+    return KeyboardInterrupt(f"interrupted at seed {config.seed}, step {probe.step} of {config.steps}; {kept}"
+                             f"run the same command again to continue (seed {config.seed} starts over)")
+
+
+def probe_all(args: argparse.Namespace) -> int:
+    """The command's work: every check before a folder is made, then one probe per seed."""
+    set_threads(args.threads)
+    configs = configs_from_args(args)
+    out = check_parent(args.out)
+    plans = plan(out, configs)
     try:
-        set_threads(args.threads)
-        configs = configs_from_args(args)
         probes = [TargetedForgettingProbe(config) for config in configs]  # data and models: fail before work
-        plans = [run_directory(args.out, config) for config in configs]
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    run_dirs = [run_dir for run_dir, _ in plans]
-    for probe, (run_dir, done) in zip(probes, plans):
-        if done:
-            if not args.quiet:
-                print(f"seed {probe.config.seed}: {run_dir.path} already holds this probe, finished; reusing it")
-            continue
-        run_one(probe, run_dir, args.quiet)
-    print(summary_table(probe_summary([load_probe(run_dir.path) for run_dir in run_dirs], "accuracy")))
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt("interrupted while loading the data; nothing was written") from None
+    with contextlib.ExitStack() as stack:
+        run_dirs = open_folders([path for path, _ in plans], stack)
+        done_seeds: list[int] = []
+        for probe, run_dir, (_, done) in zip(probes, run_dirs, plans):
+            if done:
+                if not args.quiet:
+                    print(f"seed {probe.config.seed}: {run_dir.path} already holds this probe, finished; reusing it")
+            else:
+                try:
+                    with out_of_memory_as_memory_error():
+                        run_one(probe, run_dir, args.quiet)
+                except KeyboardInterrupt:
+                    raise interrupted(probe, done_seeds) from None
+            done_seeds.append(probe.config.seed)
+        print(summary_table(probe_summary([load_probe(run_dir.path) for run_dir in run_dirs], "accuracy")))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit 0 done, 2 bad input (nothing written), 1 a fault while working (disk full, out of
+    memory), 130 Ctrl-C; each failure one line on stderr."""
+    return run_command(lambda: probe_all(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

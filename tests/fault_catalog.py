@@ -6,7 +6,7 @@ hashes every file under the case's folder, runs the command's `main(argv)` in th
 asserts: the exit code, exactly one line on stderr, no traceback, the fragment, and every file that
 existed before unchanged (bad input, exit 2, must also create nothing).
 
-Arguments may hold `{tmp}`: the case's own folder.
+Arguments and the expected fragment may hold `{tmp}`: the case's own folder.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def run_fault(fault: Fault, tmp: pathlib.Path, monkeypatch=None) -> str:
     assert "Traceback" not in text, f"{fault}: {text}"
     assert code == fault.code, f"{fault}: exit {code}, expected {fault.code}; stderr: {text!r}"
     assert len(lines) == 1, f"{fault}: {len(lines)} stderr lines: {text!r}"
-    assert fault.says in lines[0], f"{fault}: {lines[0]!r} does not say {fault.says!r}"
+    says = fault.says.replace("{tmp}", str(tmp))
+    assert says in lines[0], f"{fault}: {lines[0]!r} does not say {says!r}"
     after = snapshot(tmp)
     changed = sorted(name for name, digest in before.items() if after.get(name) != digest)
     assert not changed, f"{fault}: existing files changed or vanished: {changed}"

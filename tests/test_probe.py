@@ -125,11 +125,22 @@ def test_script_writes_probe_json_and_summary(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, flag", [(["--noise-fraction", "2"], "--noise-fraction"),
                                          (["--measure-every", "0"], "--measure-every"),
-                                         (["--seeds", "1", "1"], "--seeds"), (["--keep-fraction", "-1"], "--keep-fraction")])
+                                         (["--seeds", "1", "1"], "--seeds"), (["--keep-fraction", "-1"], "--keep-fraction"),
+                                         (["--keep-fraction", "nan"], "--keep-fraction nan: not a finite number"),
+                                         (["--seeds", "4294967296"], "--seeds 4294967296: allowed range is 0.."),
+                                         (["--device", "mps"], "--device"), (["--width", "0"], "--width")])
 def test_script_rejects_bad_arguments(tmp_path, capsys, argv, flag):
     assert targeted_forgetting.main(argv + ["--out", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and flag in err and "\n" not in err
+    assert not (tmp_path / "p").exists()  # nothing made before the arguments are valid
+
+
+def test_probe_memory_check_names_the_flag_before_loading_anything():
+    config = ProbeConfig(arch="small_cnn", width=512, train_per_class=20)
+    with pytest.raises(ValueError, match=r"^--width 512: the run would need about .* 1\.0 MiB is available on cpu"):
+        config.check_fits(torch.device("cpu"), available=2**20)
+    ProbeConfig().check_fits(torch.device("cpu"), available=2**30)  # the default probe: under 1 GiB
 
 
 @pytest.mark.slow

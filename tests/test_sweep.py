@@ -1,8 +1,12 @@
 """Sweeps: grid files, run directories, skip/resume on re-launch, retries, the local and Ray backends."""
 
 import json
+import os
 import pathlib
+import signal
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -10,6 +14,7 @@ import yaml
 
 import emergent_frl.sweeps as sweeps
 from analysis.runs import find_runs
+from emergent_frl.runs import lock_holder
 from emergent_frl.relearn import run_language
 from emergent_frl.batched import run_language_batched
 from emergent_frl.sweeps import SweepError, Task, plan_tasks, run_state, run_sweep, run_task
@@ -69,7 +74,7 @@ def test_grid_precedence_preset_base_grid_variant():
 
 
 @pytest.mark.parametrize("spec, needle", [
-    ({"grid": {"seed": [0, -1]}}, "grid.seed: -1: must be >= 0"),
+    ({"grid": {"seed": [0, -1]}}, "grid.seed: -1: must be in [0, 4294967295]"),
     ({"grid": {"seed": 3}}, "grid.seed: must be a non-empty list"),
     ({"grid": {"sed": [1]}}, "grid.sed: unknown setting"),
     ({"base": {"hidden_size": "big"}}, "base.hidden_size: 'big': must be an integer"),
@@ -380,3 +385,144 @@ def test_ray_address_that_answers_nothing_fails_in_seconds(tmp_path, capsys, add
     line = capsys.readouterr().err.strip()
     assert "\n" not in line and f"--address {address}" in line and needle in line
     assert not (tmp_path / "o").exists()
+
+
+# -- YAML that safe_load would take silently or pay dearly for ---------------------------------------
+def test_yaml_refuses_repeated_keys_but_merge_keys_may_override():
+    from games.presets import YamlError, load_yaml
+
+    with pytest.raises(YamlError, match=r"^G: line 3: key 'seed' given twice in one mapping \(first on line 2\)"):
+        load_yaml("grid:\n  seed: [0]\n  seed: [1]\n", "G")
+    with pytest.raises(YamlError, match=r"line 2: key 1.0 given twice"):  # equal as dict keys
+        load_yaml("1: a\n1.0: b\n", "G")
+    merged = load_yaml("base: &b {hidden_size: 16, lr_sender: 0.1}\nmine: {<<: *b, hidden_size: 32}\n", "G")
+    assert merged["mine"] == {"hidden_size": 32, "lr_sender": 0.1}
+
+
+def test_yaml_alias_bomb_and_recursion_are_refused_before_any_value_is_built():
+    from games.presets import MAX_YAML_NODES, YamlError, load_yaml
+
+    levels = ['a0: &a0 ["x","x","x","x","x","x","x","x","x","x"]']
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    started = time.perf_counter()
+    with pytest.raises(YamlError, match=f"too large: its aliases expand to more than {MAX_YAML_NODES:,} values"):
+        load_yaml("\n".join(levels), "G")
+    assert time.perf_counter() - started < 1
+    assert len(load_yaml("\n".join(levels[:3]), "G")["a2"]) == 10  # 1,000 values with aliases: fine
+    with pytest.raises(YamlError, match="an alias refers to a value that holds it"):
+        load_yaml("a: &a [1, *a]\n", "G")
+    with pytest.raises(YamlError, match=r"not valid YAML \(nested too deeply\)"):
+        load_yaml("[" * 1500, "G")
+
+
+def test_shorten_cuts_huge_values():
+    assert sweeps.shorten(0.001) == "0.001" and sweeps.shorten("big") == "'big'"
+    for value in (list(range(10**6)), "x" * 10**6, {i: i for i in range(10**5)}, 10**5000):
+        assert len(sweeps.shorten(value)) <= sweeps.SHOWN
+
+
+# -- runs and directories the sweep refuses before any work -------------------------------------------
+def test_one_run_in_two_directories_is_refused_naming_both(tmp_path):
+    runs = sweep.expand_grid(tiny_spec(strategy=["pbf"], temperature=[1, 1.0, 2]))
+    assert [run.name for run in runs] == ["temperature=1/pbf/seed0", "temperature=1.0/pbf/seed0",
+                                          "temperature=2/pbf/seed0"]
+    with pytest.raises(SweepError, match="runs temperature=1/pbf/seed0 and temperature=1.0/pbf/seed0 have the same"):
+        sweeps.check_sweep(runs, tmp_path / "o")
+    sweeps.check_sweep([runs[0], runs[2]], tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("out, needle", [
+    ("", "--out '': give a directory name"),
+    ("{tmp}/file", "exists and is not a directory"),
+    ("{tmp}/file/a/b", "is under {tmp}/file, which exists and is not a directory"),
+])
+def test_out_must_be_a_folder_or_makeable(tmp_path, out, needle):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SweepError) as info:
+        sweeps.check_out(out.format(tmp=tmp_path))
+    assert needle.format(tmp=tmp_path) in str(info.value)
+
+
+def test_run_state_refuses_a_run_whose_lock_is_held(tmp_path):
+    from emergent_frl.runs import RunDirectory
+
+    (run,) = sweep.expand_grid(tiny_spec(strategy=["pbf"]))
+    path = tmp_path / run.name
+    holder = RunDirectory(path)  # a second open description of the lock: held, as by another process
+    try:
+        assert lock_holder(path) == str(os.getpid())
+        with pytest.raises(SweepError, match=rf"pbf/seed0: another process \(PID {os.getpid()}\) is writing this run"):
+            run_state(path, run.config)
+    finally:
+        holder.close()
+    assert lock_holder(path) is None and run_state(path, run.config) == "new"
+    assert lock_holder(tmp_path / "nothing") is None
+
+
+# -- signals and worker processes ------------------------------------------------------------------
+def test_sigterm_interrupts_only_within_the_block_and_leaves_other_handlers_alone():
+    original = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as in a fresh process (Ray installs its own)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            with sweeps.sigterm_interrupts():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the handler raises at once
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        calls = []
+        signal.signal(signal.SIGTERM, lambda *_: calls.append(1))
+        with sweeps.sigterm_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+        assert calls == [1]
+    finally:
+        signal.signal(signal.SIGTERM, original)
+
+
+WORKER = """
+import sys, time
+import emergent_frl.sweeps as sweeps
+if sys.argv[1] == "watchdog":
+    sweeps._die_with_parent = lambda: None
+else:
+    sweeps._watch_parent = lambda parent: None
+sweeps.start_worker(int(sys.argv[2]))
+print("ready", flush=True)
+time.sleep(60)
+"""
+PARENT = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2], str(os.getpid())])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux's")
+@pytest.mark.parametrize("guard", ["watchdog", "pdeathsig"])
+def test_a_worker_ends_when_its_sweep_process_is_killed(guard):
+    """Each guard alone (the other one disabled) ends a worker whose parent got SIGKILL."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, WORKER, guard], stdout=subprocess.PIPE, text=True,
+                              cwd=pathlib.Path(__file__).resolve().parents[1])
+    child = int(parent.stdout.readline())
+    try:
+        assert parent.stdout.readline().strip() == "ready"  # the worker's guard is on
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 3
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child), f"{guard}: the worker outlived its parent"
+    finally:
+        parent.kill()
+        parent.wait()
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from emergent_frl.vision.datasets import DataConfig, ImageData, check_image_folder, load_data, split_digits
-from emergent_frl.vision.experiment import ImageRunConfig, prepare_run, run_image_classification
+from emergent_frl.vision.experiment import ImageRunConfig, prepare_run, resolve_device, run_image_classification
+from emergent_frl.vision.footprint import model_costs
 from emergent_frl.vision.models import build_model, import_torchvision
 from emergent_frl.vision.splits import TensorAugment, TensorSplit, random_shift
 from emergent_frl.vision.strategies import StrategyConfig
@@ -425,6 +427,8 @@ def test_training_learns_digits_beyond_chance():
     (["--strategy", "ke", "--layer", "layer2"], "--layer applies to --strategy llf only"),
     (["--strategy", "none", "--rewind-epoch", "1"], "--rewind-epoch applies to --strategy imp only"),
     (["--layer", "layer1", "--reverse"], "selects no conv or linear weight"),
+    (["--lr", "nan"], "--lr nan: not a finite number"), (["--seed", "4294967296"], "--seed"),
+    (["--device", "mps"], "--device"), (["--epochs", "1.5"], "argument --epochs"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, flag):
     if "cuda" in " ".join(argv) and torch.cuda.device_count() > 7:
@@ -446,6 +450,57 @@ def test_resume_rejects_changed_settings(tmp_path, capsys):
     assert image_classification.main(["--resume", out]) == 0
     assert "nothing to do" in capsys.readouterr().out
     assert image_classification.main(TINY_ARGS + ["--generations", "1", "--out", out]) == 2  # never overwrite
+
+
+def test_edited_configuration_values_of_the_wrong_type_name_the_flag():
+    """config.json may be edited by hand: text for a number, a bool for a count, NaN: one ValueError
+    naming the flag, never a TypeError from a comparison."""
+    flat = ImageRunConfig().to_flat()
+    for key, value, message in [("epochs", "10", "--epochs '10': expected an integer"),
+                                ("batch_size", True, "--batch-size True: expected an integer"),
+                                ("lr", "0.1", "--lr '0.1': expected a number"),
+                                ("augment", "yes", "--augment 'yes': expected true or false"),
+                                ("width", 4.5, "--width 4.5: expected an integer or none"),
+                                ("strategy", 3, "--strategy 3: expected text"),
+                                ("momentum", float("inf"), "--momentum inf: not a finite number")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            ImageRunConfig.from_flat({**flat, key: value}).validate()
+    ImageRunConfig.from_flat({**flat, "width": None, "lr": 1}).validate()  # None where allowed, an int for a float
+
+
+@pytest.mark.parametrize("name", ["mps", "cpu:5", "cuda:9", "gpu", "", "meta"])
+def test_devices_this_machine_lacks_are_refused_with_the_allowed_ones(name):
+    if name == "cuda:9" and torch.cuda.device_count() > 9:
+        pytest.skip("this machine has a cuda:9")
+    with pytest.raises(ValueError, match=r"^--device .*allowed on this machine: auto, cpu"):
+        resolve_device(name)
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("arch, width", [("small_cnn", 8), ("mlp", 30),
+                                         pytest.param("resnet18", None, marks=needs_torchvision)])
+def test_memory_estimate_counts_the_built_model_exactly(arch, width):
+    costs = model_costs(arch, 10, image_size=16, width=width)
+    model = build_model(arch, 10, image_size=16, width=width)
+    assert costs.parameters == sum(p.numel() for p in model.parameters())
+    outputs = []
+    hooks = [m.register_forward_hook(lambda m, i, o: outputs.append(o.numel()))
+             for m in model.modules() if not list(m.children())]
+    model.eval()(torch.randn(1, 3, 16, 16))
+    for hook in hooks:
+        hook.remove()
+    assert costs.outputs == sum(outputs)
+
+
+def test_a_run_that_would_not_fit_is_refused_naming_the_flag_and_the_memory():
+    config = ImageRunConfig(data=DataConfig(train_per_class=2), width=4, train=TrainConfig(batch_size=4096))
+    footprint = config.footprint()
+    assert footprint.bytes["training"] == max(footprint.bytes.values())
+    config.check_fits(torch.device("cpu"), available=footprint.total)  # exactly enough
+    with pytest.raises(ValueError, match=r"^--batch-size 4096: the run would need about .* of memory \(parameters "
+                                         r".*\), 1\.0 MiB is available on cpu; reduce --batch-size$"):
+        config.check_fits(torch.device("cpu"), available=2**20)
+    assert ImageRunConfig().footprint().total < 2**28  # the default digits run: well under 256 MiB
 
 
 def test_prepare_run_reports_forgettable_layer_defaults():

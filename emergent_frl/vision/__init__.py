@@ -6,7 +6,9 @@
 Pieces: `models` (torchvision ResNets, a small CNN, an MLP; torchvision is optional and imported
 only when asked for), `datasets`/`splits` (digits, CIFAR, Flowers102, ImageFolder trees),
 `strategies` (operator per strategy, from `emergent_frl.forgetting`), `trainer` (the generation
-loop), `experiment` (config -> run directory), `probe` (targeted forgetting: what is forgotten).
+loop), `experiment` (config -> run directory), `probe` (targeted forgetting: what is forgotten),
+`checks` (each setting's type, finiteness and range) and `footprint` (the memory a run needs,
+estimated before any work).
 """
 
 from .datasets import DataConfig, ImageData, load_data

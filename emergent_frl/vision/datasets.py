@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checks import check_count, check_real, check_seed, check_types
 from .models import import_torchvision
 from .splits import LoaderSplit, TensorAugment, TensorSplit, stratified_split, take_per_class
 
@@ -40,6 +41,12 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR_STATS = {"cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
                "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))}
 DIGITS_TEST_FRACTION = 0.25
+# The data sets held in memory as one tensor: (examples, stored side, bytes per stored value). Image
+# files are read batch by batch, so they hold next to nothing.
+IN_MEMORY = {"digits": (1797, 8, 4), "cifar10": (60_000, 32, 1), "cifar100": (60_000, 32, 1)}
+# Classes per data set; a folder's are not known before it is read, so ImageNet's 1000 stand in.
+NUM_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "flowers102": 102}
+UNKNOWN_CLASSES = 1000
 
 
 @dataclass(frozen=True)
@@ -56,17 +63,28 @@ class DataConfig:
     def resolved_image_size(self) -> int:
         return self.image_size or DEFAULT_IMAGE_SIZE.get(self.dataset, 224)
 
+    def memory_bytes(self) -> int:
+        """Peak bytes of the images `load_data` holds: the resized set as stored (uint8 CIFAR, float
+        digits), plus the float copies of input and output that resizing the whole set makes."""
+        if self.dataset not in IN_MEMORY:
+            return 0
+        count, side, stored = IN_MEMORY[self.dataset]
+        size = self.resolved_image_size()
+        values = count * 3 * size * size
+        resizing = 4 * count * 3 * (side * side + size * size) if size != side else 0
+        return values * stored + resizing
+
     def validate(self) -> None:
+        check_types(self)
         if self.dataset not in DATASETS:
             raise ValueError(f"--dataset {self.dataset!r}: allowed are {', '.join(DATASETS)}")
-        if self.image_size is not None and not 4 <= self.image_size <= 1024:
-            raise ValueError(f"--image-size {self.image_size}: allowed range is 4..1024")
+        if self.image_size is not None:
+            check_count("--image-size", self.image_size, 4, 1024)
         if not 0 <= self.train_per_class <= 100_000:
             raise ValueError(f"--train-per-class {self.train_per_class}: allowed range is 0..100000 (0 = all)")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"--val-fraction {self.val_fraction}: allowed range is [0, 1)")
-        if not 0 <= self.workers <= 64:
-            raise ValueError(f"--workers {self.workers}: allowed range is 0..64")
+        check_real("--val-fraction", self.val_fraction, 0.0, 1.0, open_high=True)
+        check_seed("--split-seed", self.split_seed)
+        check_count("--workers", self.workers, 0, 64)
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """One image-classification run from a validated configuration to a run directory.
 
 `ImageRunConfig` gathers the data, model, strategy and training settings; `prepare_run` checks
-everything and builds data, model and operator (all bad input fails here, before any training);
-`run_image_classification` trains and writes config.json, generations.jsonl and checkpoint.pt
-through `RunDirectory`. The flat dictionary form (`to_flat`/`from_flat`) is what config.json holds
-and what the command line fills, key for key.
+everything, the memory the run will need included, and builds data, model and operator (all bad
+input fails here, before any training or writing); `start_run` restores a resumed run from its
+checkpoint and only then writes config.json, so a folder that cannot be resumed is left as it was;
+`run_image_classification` does all of it and trains, writing config.json, generations.jsonl and
+checkpoint.pt through `RunDirectory`. The flat dictionary form (`to_flat`/`from_flat`) is what
+config.json holds and what the command line fills, key for key.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ from typing import Callable
 
 import torch
 
+from ..devices import DeviceError, machine_device
+
 from ..runs import RunDirectory
-from .datasets import DataConfig, ImageData, load_data
-from .models import build_model, validate_model_args
+from .checks import check_seed, check_types
+from .datasets import DEFAULT_IMAGE_SIZE, NUM_CLASSES, UNKNOWN_CLASSES, DataConfig, ImageData, load_data
+from .footprint import Footprint, check_fits, estimate, model_costs
+from .models import DEFAULT_WIDTH, build_model, validate_model_args
 from .strategies import StrategyConfig
-from .trainer import STREAM_INIT, GenerationTrainer, TrainConfig, derived_generator
+from .trainer import EVAL_BATCH, STREAM_INIT, GenerationTrainer, TrainConfig, derived_generator
 
 # Settings a resumed run may change; everything else must match the saved configuration.
 RESUMABLE_OVERRIDES = ("generations", "device", "workers", "compile")
@@ -37,14 +43,29 @@ class ImageRunConfig:
     device: str = "auto"
 
     def validate(self) -> None:
+        check_types(self)
         self.data.validate()
         self.train.validate()
         self.strategy.validate(epochs=self.train.epochs)
         validate_model_args(self.arch, stem=self.stem, width=self.width,
                             image_size=self.data.resolved_image_size())
-        if not 0 <= self.seed < 2**31:
-            raise ValueError(f"--seed {self.seed}: allowed range is 0..2147483647")
+        check_seed("--seed", self.seed)
         resolve_device(self.device)
+
+    def footprint(self) -> Footprint:
+        """The memory this run needs (emergent_frl.vision.footprint), from the shapes alone."""
+        size = self.data.resolved_image_size()
+        classes = NUM_CLASSES.get(self.data.dataset, UNKNOWN_CLASSES)
+        costs = model_costs(self.arch, classes, image_size=size, stem=self.stem, width=self.width)
+        return estimate(costs, image_size=size, batch_size=self.train.batch_size,
+                        eval_batch=max(EVAL_BATCH, self.train.batch_size), data_bytes=self.data.memory_bytes())
+
+    def check_fits(self, device: torch.device, available: int | None = None) -> None:
+        """ValueError naming the flag to reduce when the run would not fit in `device`'s free memory."""
+        knobs = {"batch_size": (self.train.batch_size, TrainConfig.batch_size, 1),
+                 "image_size": (self.data.resolved_image_size(), DEFAULT_IMAGE_SIZE.get(self.data.dataset, 224), 2),
+                 "width": (self.width, DEFAULT_WIDTH.get(self.arch, 1), 1)}
+        check_fits(self.footprint(), device, knobs, available)
 
     def to_flat(self) -> dict:
         flat = {"arch": self.arch, "stem": self.stem, "width": self.width, "seed": self.seed, "device": self.device}
@@ -81,21 +102,11 @@ def set_threads(threads: int | None) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' = CUDA when available, else CPU; an unavailable CUDA device is a ValueError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """'auto' = CUDA when available, else CPU; any device this machine has (emergent_frl.devices)."""
     try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: CUDA is not available on this machine; use cpu or auto")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: allowed CUDA indices are 0..{torch.cuda.device_count() - 1}")
-    elif device.type not in ("cpu", "mps", "xpu"):
-        raise ValueError(f"--device {name}: allowed are auto, cpu, cuda[:N], mps, xpu")
-    return device
+        return machine_device(name)
+    except DeviceError as error:
+        raise ValueError(f"--device {name!r}: {error.reason}") from None
 
 
 def merge_resumed(saved: dict, given: dict) -> dict:
@@ -107,9 +118,9 @@ def merge_resumed(saved: dict, given: dict) -> dict:
         elif key in saved and saved[key] != value:
             raise ValueError(f"--{key.replace('_', '-')} {value!r} differs from the resumed run's {saved[key]!r}; "
                              f"a resume may change only {', '.join('--' + k for k in RESUMABLE_OVERRIDES)}")
-    if merged["strategy"] == "long_baseline" and merged["generations"] != saved["generations"]:
-        raise ValueError(f"--generations {merged['generations']}: the long baseline's schedule spans all "
-                         f"generations, so a resume must keep --generations {saved['generations']}")
+    if merged.get("strategy") == "long_baseline" and merged.get("generations") != saved.get("generations"):
+        raise ValueError(f"--generations {merged.get('generations')}: the long baseline's schedule spans all "
+                         f"generations, so a resume must keep --generations {saved.get('generations')}")
     return merged
 
 
@@ -122,9 +133,11 @@ class PreparedRun:
 
 
 def prepare_run(config: ImageRunConfig) -> PreparedRun:
-    """Validate, load the data, build model and operator: every ValueError surfaces here."""
+    """Validate, check the memory, load the data, build model and operator: every ValueError
+    surfaces here, before anything is written."""
     config.validate()
     device = resolve_device(config.device)
+    config.check_fits(device)
     data = load_data(config.data, device)
     model = build_model(config.arch, data.num_classes, image_size=data.image_size, in_channels=data.in_channels,
                         stem=config.stem, width=config.width, generator=derived_generator(config.seed, STREAM_INIT))
@@ -137,15 +150,21 @@ def prepare_run(config: ImageRunConfig) -> PreparedRun:
     return PreparedRun(config, device, data, trainer)
 
 
-def open_run_directory(out: str, config: ImageRunConfig, *, resume: bool) -> RunDirectory:
-    run_dir = RunDirectory(out, resume=resume)
-    run_dir.write_config(config.to_flat())
-    return run_dir
+def start_run(prepared: PreparedRun, run_dir: RunDirectory, *, resume: bool) -> int:
+    """Restore the trainer from `run_dir`'s checkpoint (resume), then write config.json; returns the
+    first generation to train. Every check of what the folder holds (checkpoint, records) comes
+    before the first write, so a run that cannot be resumed is left exactly as it was."""
+    start = prepared.trainer.restore(run_dir) if resume else 0
+    run_dir.write_config(prepared.config.to_flat())
+    return start
 
 
 def run_image_classification(config: ImageRunConfig, out: str | None = None, *, resume: bool = False,
                              on_record: Callable[[dict], None] | None = None) -> list[dict]:
     """Train all generations of `config` (into run directory `out` if given); returns the records."""
     prepared = prepare_run(config)
-    run_dir = open_run_directory(out, config, resume=resume) if out is not None else None
-    return prepared.trainer.run(run_dir, resume=resume, on_record=on_record)
+    if out is None:
+        return prepared.trainer.run(on_record=on_record)
+    with RunDirectory(out, resume=resume) as run_dir:
+        start = start_run(prepared, run_dir, resume=resume)
+        return prepared.trainer.run(run_dir, start=start, on_record=on_record)

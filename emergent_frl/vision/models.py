@@ -20,6 +20,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from .checks import check_count
+
 ARCHITECTURES = ("small_cnn", "mlp", "resnet18", "resnet50")
 STEMS = ("imagenet", "cifar")
 TORCHVISION_HINT = "pip install emergent-frl[vision]"
@@ -101,14 +103,20 @@ def build_model(arch: str, num_classes: int, *, image_size: int = 32, in_channel
     validate_model_args(arch, stem=stem, width=width, image_size=image_size)
     if num_classes < 2:
         raise ValueError(f"num_classes={num_classes}: need at least 2 classes")
-    if arch == "small_cnn":
-        model = SmallCNN(num_classes, in_channels=in_channels, width=width or DEFAULT_WIDTH[arch])
-    elif arch == "mlp":
-        model = MLP(num_classes, in_features=in_channels * image_size * image_size, width=width or DEFAULT_WIDTH[arch])
-    else:
-        model = _torchvision_resnet(arch, num_classes, stem, in_channels)
+    model = construct_model(arch, num_classes, image_size=image_size, in_channels=in_channels, stem=stem, width=width)
     reference_init(model, generator)
     return model
+
+
+def construct_model(arch: str, num_classes: int, *, image_size: int, in_channels: int, stem: str,
+                    width: int | None) -> nn.Module:
+    """The network with its modules' default initialization; under `torch.device("meta")` it
+    allocates nothing, which is how the memory estimate counts a model before building it."""
+    if arch == "small_cnn":
+        return SmallCNN(num_classes, in_channels=in_channels, width=width or DEFAULT_WIDTH[arch])
+    if arch == "mlp":
+        return MLP(num_classes, in_features=in_channels * image_size * image_size, width=width or DEFAULT_WIDTH[arch])
+    return _torchvision_resnet(arch, num_classes, stem, in_channels)
 
 
 def validate_model_args(arch: str, *, stem: str = "imagenet", width: int | None = None, image_size: int = 32) -> None:
@@ -120,12 +128,10 @@ def validate_model_args(arch: str, *, stem: str = "imagenet", width: int | None 
         if arch not in DEFAULT_WIDTH:
             raise ValueError(f"--width applies to {', '.join(DEFAULT_WIDTH)} only (torchvision's ResNet "
                              f"constructor fixes the widths); got --width {width} with --arch {arch}")
-        if not 1 <= width <= 4096:
-            raise ValueError(f"--width {width}: allowed range is 1..4096")
+        check_count("--width", width, 1, 4096)
     if stem == "cifar" and arch not in ("resnet18", "resnet50"):
         raise ValueError(f"--stem cifar applies to the ResNets only, not --arch {arch}")
-    if not 4 <= image_size <= 1024:
-        raise ValueError(f"--image-size {image_size}: allowed range is 4..1024")
+    check_count("--image-size", image_size, 4, 1024)
     if arch.startswith("resnet"):
         import_torchvision(f"--arch {arch}")
 

@@ -34,15 +34,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..forgetting import ForgettingOperator, MaskCriterion, ParameterSelection, ResetValue
-from .datasets import DataConfig, load_data
+from .checks import check_count, check_real, check_seed, check_types
+from .datasets import IN_MEMORY, NUM_CLASSES, DataConfig, load_data
 from .experiment import resolve_device
-from .models import ARCHITECTURES, build_model
+from .footprint import check_fits, estimate, model_costs
+from .models import ARCHITECTURES, DEFAULT_WIDTH, build_model, validate_model_args
 from .trainer import STREAM_DATA, STREAM_FORGET, STREAM_INIT, derived_generator
 
 GROUPINGS = ("mislabeled", "margin")
 OPERATORS = ("random", "magnitude")
 METRICS = ("accuracy", "loss", "entropy")
 STREAM_NOISE = 3
+PROBE_BATCH = 1024  # examples per forward pass when the whole probe set is measured
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class ProbeConfig:
     device: str = "cpu"
 
     def validate(self) -> None:
+        check_types(self)
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"--arch {self.arch!r}: allowed are {', '.join(ARCHITECTURES)}")
         if self.grouping not in GROUPINGS:
@@ -77,8 +81,7 @@ class ProbeConfig:
                   ("--keep-fraction", self.keep_fraction, 0.0, 1.0), ("--lr", self.lr, 1e-6, 10.0),
                   ("--momentum", self.momentum, 0.0, 0.999)]
         for flag, value, low, high in ranges:
-            if not low <= value <= high:
-                raise ValueError(f"{flag} {value}: allowed range is [{low}, {high}]")
+            check_real(flag, value, low, high)
         if self.grouping == "mislabeled" and self.noise_fraction <= 0.0:
             raise ValueError("--noise-fraction 0 leaves the mislabeled group empty; allowed range (0, 0.9] "
                              "with --grouping mislabeled")
@@ -86,11 +89,30 @@ class ProbeConfig:
                   ("--measure-every", self.measure_every, 1, self.steps), ("--draws", self.draws, 1, 100),
                   ("--image-size", self.image_size, 4, 64), ("--train-per-class", self.train_per_class, 0, 100_000)]
         for flag, value, low, high in counts:
-            if not low <= value <= high:
-                raise ValueError(f"{flag} {value}: allowed range is {low}..{high}")
-        if not 0 <= self.seed < 2**31:
-            raise ValueError(f"--seed {self.seed}: allowed range is 0..2147483647")
+            check_count(flag, value, low, high)
+        validate_model_args(self.arch, width=self.width, image_size=self.image_size)
+        check_seed("--seed", self.seed)
+        check_seed("--split-seed", self.split_seed)
         resolve_device(self.device)
+
+    def data_config(self) -> DataConfig:
+        return DataConfig("digits", image_size=self.image_size, train_per_class=self.train_per_class,
+                          val_fraction=0.0, split_seed=self.split_seed, augment=False)
+
+    def check_fits(self, device: torch.device, available: int | None = None) -> None:
+        """ValueError naming the flag to reduce when the probe would not fit in `device`'s free memory:
+        the training split is held twice (raw and normalized) and probed whole, in PROBE_BATCH chunks."""
+        data = self.data_config()
+        total = IN_MEMORY["digits"][0]
+        examples = min(total, NUM_CLASSES["digits"] * self.train_per_class) if self.train_per_class else total
+        batch = min(self.batch_size, examples)  # `batches` never cuts more than the split holds
+        costs = model_costs(self.arch, NUM_CLASSES["digits"], image_size=self.image_size, width=self.width)
+        footprint = estimate(costs, image_size=self.image_size, batch_size=batch,
+                             eval_batch=min(PROBE_BATCH, examples), data_bytes=2 * data.memory_bytes())
+        knobs = {"batch_size": (batch, ProbeConfig.batch_size, 1),
+                 "image_size": (self.image_size, ProbeConfig.image_size, 2),
+                 "width": (self.width, DEFAULT_WIDTH.get(self.arch, 1), 1)}
+        check_fits(footprint, device, knobs, available)
 
     @property
     def last_layer_keep(self) -> float:
@@ -135,7 +157,7 @@ def probe_operators(model: nn.Module, config: ProbeConfig) -> list[ForgettingOpe
 
 
 @torch.no_grad()
-def predictions(model: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def predictions(model: nn.Module, images: torch.Tensor, batch_size: int = PROBE_BATCH) -> torch.Tensor:
     model.eval()
     return torch.cat([model(images[i:i + batch_size]).float() for i in range(0, images.shape[0], batch_size)])
 
@@ -170,8 +192,9 @@ class TargetedForgettingProbe:
         config.validate()
         self.config = config
         self.device = resolve_device(config.device)
-        data = load_data(DataConfig("digits", image_size=config.image_size, train_per_class=config.train_per_class,
-                                    val_fraction=0.0, split_seed=config.split_seed, augment=False), self.device)
+        config.check_fits(self.device)
+        self.step = 0  # the SGD step `run` is at (the message of an interrupted probe says it)
+        data = load_data(config.data_config(), self.device)
         self.images = data.train.normalized()
         self.true_labels = data.train.labels
         noisy, flags = corrupt_labels(self.true_labels.cpu(), config.noise_fraction,
@@ -230,6 +253,7 @@ class TargetedForgettingProbe:
     def run(self, on_measure=None) -> list[dict]:
         records, batches = [], self.batches()
         for step in range(1, self.config.steps + 1):
+            self.step = step
             self.model.train()
             images, labels = next(batches)
             loss = F.cross_entropy(self.model(images), labels)

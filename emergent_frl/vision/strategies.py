@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..forgetting import ForgettingOperator, knowledge_evolution, later_layer_forgetting, magnitude_pruning
+from .checks import check_real, check_types
 from .models import DEFAULT_FORGET_FROM
 
 STRATEGIES = ("llf", "ke", "imp", "none", "long_baseline")
@@ -41,14 +42,13 @@ class StrategyConfig:
     rewind_scope: str = "model"    # imp: rewind the whole network ("model") or only the surviving weights
 
     def validate(self, *, epochs: int) -> None:
+        check_types(self, {"name": "--strategy"})
         if self.name not in STRATEGIES:
             raise ValueError(f"--strategy {self.name!r}: allowed are {', '.join(STRATEGIES)}")
         if self.split_mode not in SPLIT_MODES:
             raise ValueError(f"--split-mode {self.split_mode!r}: allowed are {', '.join(SPLIT_MODES)}")
-        if not 0.0 < self.split_rate < 1.0:
-            raise ValueError(f"--split-rate {self.split_rate}: allowed range is (0, 1)")
-        if not 0.0 < self.prune_fraction < 1.0:
-            raise ValueError(f"--prune-fraction {self.prune_fraction}: allowed range is (0, 1)")
+        check_real("--split-rate", self.split_rate, 0.0, 1.0, open_low=True, open_high=True)
+        check_real("--prune-fraction", self.prune_fraction, 0.0, 1.0, open_low=True, open_high=True)
         if not 0 <= self.rewind_epoch < epochs:
             raise ValueError(f"--rewind-epoch {self.rewind_epoch}: allowed range is 0..{epochs - 1} "
                              f"(less than --epochs {epochs})")

@@ -21,6 +21,7 @@ On CUDA the forward pass runs under bf16 autocast with channels_last tensors (op
 from __future__ import annotations
 
 import math
+import pathlib
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -31,10 +32,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..forgetting import ForgettingOperator
-from ..runs import RunDirectory
+from ..runs import CHECKPOINT_FILE, RECORDS_FILE, DeferredInterrupt, RunDirectory, describe_load_error
+from .checks import check_count, check_real, check_types
 from .datasets import ImageData
 
 STREAM_INIT, STREAM_DATA, STREAM_FORGET = 0, 1, 2
+MAX_GENERATIONS = 1000
+EVAL_BATCH = 256  # evaluation batches: at least this many examples (no graph is kept)
 
 
 def derived_generator(seed: int, *keys: int) -> torch.Generator:
@@ -68,21 +72,17 @@ class TrainConfig:
     compile: bool = False        # torch.compile the forward pass
 
     def validate(self) -> None:
-        checks = [
-            ("--generations", self.generations, 1, 1000), ("--epochs", self.epochs, 1, 100_000),
+        check_types(self)
+        counts = [
+            ("--generations", self.generations, 1, MAX_GENERATIONS), ("--epochs", self.epochs, 1, 100_000),
             ("--batch-size", self.batch_size, 2, 65_536), ("--warmup-epochs", self.warmup_epochs, 0, self.epochs),
         ]
-        for flag, value, low, high in checks:
-            if not low <= value <= high:
-                raise ValueError(f"{flag} {value}: allowed range is {low}..{high}")
-        if not 0.0 < self.lr <= 10.0:
-            raise ValueError(f"--lr {self.lr}: allowed range is (0, 10]")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"--momentum {self.momentum}: allowed range is [0, 1)")
-        if not 0.0 <= self.weight_decay < 1.0:
-            raise ValueError(f"--weight-decay {self.weight_decay}: allowed range is [0, 1)")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"--label-smoothing {self.label_smoothing}: allowed range is [0, 1)")
+        for flag, value, low, high in counts:
+            check_count(flag, value, low, high)
+        check_real("--lr", self.lr, 0.0, 10.0, open_low=True)
+        for flag, value in (("--momentum", self.momentum), ("--weight-decay", self.weight_decay),
+                            ("--label-smoothing", self.label_smoothing)):
+            check_real(flag, value, 0.0, 1.0, open_high=True)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
@@ -110,6 +110,10 @@ class GenerationTrainer:
         self.rewind_model = rewind_model and operator is not None
         self.strategy = strategy
         self.optimizer = make_optimizer(self.model, config)
+        # where training stands, for the message of an interrupted run: (generation, epoch being
+        # trained, counted from 1) and how many generations the run directory holds checkpointed
+        self.position: tuple[int, int] = (0, 0)
+        self.saved_generations = 0
         self._set_memory_format()
         self.forward: Callable[[torch.Tensor], torch.Tensor] = (
             torch.compile(self.model) if config.compile else self.model)
@@ -177,7 +181,7 @@ class GenerationTrainer:
             return None, None
         self.model.eval()
         loss_sum, correct, seen = 0.0, 0, 0
-        for images, labels in split.batches(max(256, self.config.batch_size)):
+        for images, labels in split.batches(max(EVAL_BATCH, self.config.batch_size)):
             with self._autocast():
                 logits = self.forward(self._inputs(images))
             loss_sum += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
@@ -218,6 +222,7 @@ class GenerationTrainer:
             self.optimizer = make_optimizer(self.model, self.config)
         train_loss = train_accuracy = None
         for epoch in range(self.config.epochs):
+            self.position = (generation, epoch + 1)
             train_loss, train_accuracy = self.train_epoch(generation, epoch)
             if (generation == 0 and self.operator is not None and self.rewind_epoch
                     and epoch + 1 == self.rewind_epoch):
@@ -251,25 +256,56 @@ class GenerationTrainer:
             self.rewind_state = {k: v.to(self.device) for k, v in state["rewind_state"].items()}
         return int(state["generation"]) + 1
 
-    def run(self, run_dir: RunDirectory | None = None, *, resume: bool = False,
+    def restore(self, run_dir: RunDirectory) -> int:
+        """Load `run_dir`'s checkpoint (if any) into the model, optimizer and operator, and check
+        that its records cover it; returns the first generation still to train. Reads only: a
+        checkpoint that is unreadable or does not fit this model (an edited config.json, another
+        architecture) or records that fall short are a ValueError naming the file, and the run
+        directory stays as it was."""
+        state = run_dir.load_checkpoint(map_location=self.device)
+        start = 0 if state is None else self._load_checkpoint(state, run_dir.path / CHECKPOINT_FILE)
+        held = len(run_dir.records())
+        if held < start:
+            raise ValueError(f"{run_dir.path / RECORDS_FILE}: holds {held} records, but {CHECKPOINT_FILE} covers "
+                             f"{start}; the run directory is incomplete (restore the file, or start the run anew)")
+        self.saved_generations = start
+        return start
+
+    def _load_checkpoint(self, state: dict, path: pathlib.Path) -> int:
+        """`load_state_dict`, its failures (shapes, missing or unexpected entries) as one ValueError."""
+        try:
+            return self.load_state_dict(state)
+        except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            raise ValueError(f"{path}: does not fit this run's model ({describe_load_error(error)}); was config.json "
+                             "edited? restore both files, or start the run anew") from None
+
+    def run(self, run_dir: RunDirectory | None = None, *, resume: bool = False, start: int | None = None,
             on_record: Callable[[dict], None] | None = None) -> list[dict]:
-        """Train the remaining generations; with `run_dir`, append records and checkpoint after each."""
+        """Train the remaining generations; with `run_dir`, append records and checkpoint after each.
+        `start`: the generation `restore` returned (else, with `resume`, it is restored here);
+        records written after that checkpoint are dropped and redone."""
+        if start is None:
+            start = self.restore(run_dir) if resume and run_dir is not None else 0
         records: list[dict] = []
-        start = 0
-        if resume and run_dir is not None:
-            state = run_dir.load_checkpoint(map_location=self.device)
-            if state is not None:
-                start = self.load_state_dict(state)
-                run_dir.truncate_records(start)
-            else:
-                run_dir.truncate_records(0)
+        if run_dir is not None:
             records = run_dir.records()
+            if len(records) != start:
+                run_dir.truncate_records(start)
+                records = records[:start]
+        self.saved_generations = start
         for generation in range(start, self.config.generations):
             record = self.train_generation(generation)
             records.append(record)
             if run_dir is not None:
                 run_dir.append_record(record)
-                run_dir.save_checkpoint(self.state_dict(generation))
+                try:
+                    run_dir.save_checkpoint(self.state_dict(generation))  # a Ctrl-C here waits for the write
+                except DeferredInterrupt:
+                    self.saved_generations = generation + 1
+                    raise
+                self.saved_generations = generation + 1
             if on_record is not None:
                 on_record(record)
         return records
+
+
