@@ -2,9 +2,11 @@
 digit too long is refused with the estimate instead of ending in an out-of-memory kill.
 
 The parameter count is exact: the agents are built on the `meta` device, which allocates nothing.
-The activations are an upper-bound estimate of what one training step and one greedy evaluation
-hold at once (float32): the recurrent cells' saved gates per message position, the logits over the
-vocabulary, the encoded objects and candidates, and the evaluation's pass over every object.
+The activations are an estimate of what one training step and one greedy evaluation hold at once
+(float32): the recurrent cells' saved gates per message position, the logits over the vocabulary,
+the encoded objects and candidates, the evaluation's pass over every object, and the referential
+game's candidate draw against the whole object pool. benchmarks/bench_footprint.py compares it
+with measured peaks (docs/RESULTS.md, Reliability).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ FLOAT_BYTES = 4
 PARAMETER_COPIES = 6
 # Floats a recurrent step keeps per hidden unit for backward (LSTM gates, states, their grads).
 STEP_FLOATS_PER_HIDDEN = 12
+# Bytes per (target, pool object) pair while candidates are drawn, besides the attribute comparison.
+PAIR_BYTES = 32
 # Which knob drives each part of the estimate, named in the error (the largest relative to its default).
 DRIVERS = {
     "parameters": ("vocab_size", "hidden_size", "embed_size", "n_values"),
@@ -74,10 +78,17 @@ def estimate(config, n_runs: int = 1) -> Footprint:
     evaluation = (n_objects * (length + 1) * (per_position // 2 + objects_width)
                   + n_objects * repeats * ((candidates + 1) * objects_width + out_width))
     params = parameter_count(config)
+    # Referential candidates are drawn against the whole distractor pool at once: per (target,
+    # pool object) an attribute comparison, its count, a random key and masks (more with
+    # easy_limit, which sorts the keys). The fixed evaluation sets draw every object x eval_repeats.
+    pair_bytes = 0
+    if config.game == "referential":
+        pair_bytes = (space.n_attributes + PAIR_BYTES + (PAIR_BYTES if config.easy_limit is not None else 0)) * n_objects
     return Footprint(params, {
         "parameters": FLOAT_BYTES * PARAMETER_COPIES * params * n_runs,
-        "training": FLOAT_BYTES * train * n_runs,
-        "evaluation": FLOAT_BYTES * evaluation,  # runs are evaluated one at a time
+        "training": (FLOAT_BYTES * train + pair_bytes * config.batch_size) * n_runs,
+        # runs are evaluated one at a time
+        "evaluation": FLOAT_BYTES * evaluation + pair_bytes * n_objects * repeats,
     })
 
 

@@ -53,7 +53,7 @@ from emergent_frl.batched import ENGINES, DivergedRuns, batch_key, recorded_engi
 from emergent_frl.batched.compiling import compile_mode
 from emergent_frl.relearn import NonFiniteError, run_language, split_config
 from emergent_frl.runs import (
-    CHECKPOINT_FILE, CONFIG_FILE, RECORDS_FILE, atomic_write_text, lock_holder, to_jsonable,
+    CHECKPOINT_FILE, CONFIG_FILE, RECORDS_FILE, atomic_write_text, describe_os_error, lock_holder, to_jsonable,
 )
 from emergent_frl.training import ConfigError
 
@@ -512,7 +512,18 @@ def check_out(out: str | os.PathLike) -> None:
             if not folder.is_dir():
                 where = "exists" if folder == out else f"is under {folder}, which exists"
                 raise SweepError(f"--out {out}: {where} and is not a directory")
+            if not os.access(folder, os.W_OK | os.X_OK):  # EROFS too, for root as for anyone
+                raise SweepError(f"--out {out}: cannot write in {folder} (read-only, or no permission)")
             return
+
+
+def make_out(out: pathlib.Path) -> None:
+    """Create the sweep's folder; a path the OS refuses (under /proc, a full or read-only disk) is
+    bad input named as such, before any run starts."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SweepError(f"--out {out}: cannot create the directory ({describe_os_error(error)})") from None
 
 
 def _frozen(value: Any) -> Any:
@@ -652,6 +663,7 @@ def run_sweep(runs: list[SweepRun], out: str | os.PathLike, *, backend: str = "l
     check_out(out)
     out = pathlib.Path(out).resolve()  # Ray workers run in their own working directory
     runs, states = check_sweep(runs, out)
+    make_out(out)
     say = log or (lambda line: None)
     summary = SweepSummary(out)
     todo = [run for run in runs if states[run.name] != "finished"]

@@ -6,6 +6,7 @@ unchanged)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -15,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -275,14 +276,23 @@ def test_ctrl_c_is_one_line_exit_130_and_a_resume_equals_an_uninterrupted_run(tm
     assert (run / "evaluations.jsonl").read_text() == (tmp_path / "whole" / "evaluations.jsonl").read_text()
 
 
-def test_a_real_full_disk_keeps_earlier_records_and_names_the_file(tmp_path):
-    """On a 1 MiB tmpfs (root only; skipped where mounting is not allowed) the run fills the disk."""
-    mount = tmp_path / "small"
+@contextlib.contextmanager
+def tmpfs(mount: pathlib.Path, options: str) -> Iterator[pathlib.Path]:
+    """A small tmpfs at `mount` for the block (root only: the test is skipped where mounting is
+    not allowed), unmounted after."""
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)], capture_output=True)
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True)
     if made.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
     try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_real_full_disk_keeps_earlier_records_and_names_the_file(tmp_path):
+    """On a 160 KiB tmpfs (root only; skipped where mounting is not allowed) the run fills the disk."""
+    with tmpfs(tmp_path / "small", "size=160k") as mount:
         result = subprocess.run([sys.executable, "-m", REF, *TINY, "--hidden-size", "200", "--generations", "20",
                                  "--iterations-per-generation", "2", "--eval-every", "0", "--out", str(mount / "run")],
                                 cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
@@ -292,5 +302,22 @@ def test_a_real_full_disk_keeps_earlier_records_and_names_the_file(tmp_path):
         records = (mount / "run" / "generations.jsonl").read_text().splitlines()
         assert [json.loads(r)["generation"] for r in records] == list(range(len(records)))
         assert 0 < len(records) < 20
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("command", ["games.referential", "games.sweep", "games.image_classification"])
+def test_an_output_on_a_read_only_filesystem_is_one_line_and_exit_2(tmp_path, command):
+    """A real read-only mount (root only; skipped where mounting is not allowed)."""
+    with tmpfs(tmp_path / "readonly", "ro,size=64k") as mount:
+        grid = tmp_path / "grid.yaml"
+        grid.write_text("base: {n_values: 3, hidden_size: 16, generations: 1, iterations_per_generation: 2}\n"
+                        "grid: {seed: [0]}\n")
+        args = {"games.referential": [*TINY],
+                "games.sweep": [str(grid)],
+                "games.image_classification": ["--epochs", "1", "--quiet"]}[command]
+        result = subprocess.run([sys.executable, "-m", command, *args, "--out", str(mount / "run")], cwd=ROOT,
+                                env=_env(), capture_output=True, text=True, timeout=300)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert ("Read-only file system" in lines[0] or "read-only" in lines[0]) and str(mount / "run") in lines[0], lines[0]
+        assert "Traceback" not in result.stderr
+        assert list(mount.iterdir()) == []
