@@ -13,9 +13,11 @@ torch-free ones included, reports errors the same way.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import signal
 import sys
-from typing import Callable, NoReturn
+from typing import Callable, Iterator, NoReturn
 
 BAD_INPUT, FAULT, INTERRUPTED = 2, 1, 130
 MAX_MESSAGE = 400  # characters of one error line: huge values are cut, never echoed whole
@@ -65,3 +67,24 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(BAD_INPUT, f"{self.prog}: error: {one_line(message)}\n")
+
+
+@contextlib.contextmanager
+def starting(module_name: str) -> Iterator[None]:
+    """Around a command's heavy imports (torch takes seconds): a Ctrl-C there is the same single
+    line and exit 130 as anywhere else. The signal is held until the imports end, because a
+    KeyboardInterrupt inside a library's import leaves it half-loaded (numpy then refuses to load
+    again, with a traceback, or the interrupt is lost). Only when the module runs as the program
+    (`module_name == "__main__"`, Python's own SIGINT handler in place); a library import is left alone."""
+    if module_name != "__main__" or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    pending: list[int] = []
+    signal.signal(signal.SIGINT, lambda number, frame: pending.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if pending:
+        print("interrupted while starting; nothing was written", file=sys.stderr)
+        raise SystemExit(INTERRUPTED)

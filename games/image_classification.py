@@ -21,14 +21,16 @@ import shlex
 import sys
 from typing import NoReturn
 
-from analysis.cli import run_command
-from emergent_frl.runs import CONFIG_FILE, RunDirectory, check_new_folder
-from emergent_frl.vision.datasets import DATASETS
-from emergent_frl.vision.experiment import ImageRunConfig, merge_resumed, prepare_run, set_threads, start_run
-from emergent_frl.vision.footprint import out_of_memory_as_memory_error
-from emergent_frl.vision.models import ARCHITECTURES, STEMS
-from emergent_frl.vision.strategies import REWIND_SCOPES, SPLIT_MODES, STRATEGIES
-from emergent_frl.vision.trainer import MAX_GENERATIONS, GenerationTrainer
+from analysis.cli import run_command, starting
+
+with starting(__name__):  # Ctrl-C while torch loads: one line, exit 130
+    from emergent_frl.runs import CONFIG_FILE, RunDirectory, check_new_folder
+    from emergent_frl.vision.datasets import DATASETS
+    from emergent_frl.vision.experiment import ImageRunConfig, merge_resumed, prepare_run, set_threads, start_run
+    from emergent_frl.vision.footprint import out_of_memory_as_memory_error
+    from emergent_frl.vision.models import ARCHITECTURES, STEMS
+    from emergent_frl.vision.strategies import REWIND_SCOPES, SPLIT_MODES, STRATEGIES
+    from emergent_frl.vision.trainer import MAX_GENERATIONS, GenerationTrainer
 
 DEFAULTS = ImageRunConfig().to_flat()
 

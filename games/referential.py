@@ -12,7 +12,10 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from games.cli import main as run_game
+from analysis.cli import starting
+
+with starting(__name__):  # Ctrl-C while torch loads: one line, exit 130
+    from games.cli import main as run_game
 
 
 def main(argv: Sequence[str] | None = None) -> int:

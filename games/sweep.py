@@ -43,16 +43,18 @@ import re
 import sys
 from typing import Any, Callable, Sequence
 
-from analysis.cli import run_command
-from emergent_frl.relearn import RelearnConfig
-from emergent_frl.batched import ENGINES
-from emergent_frl.sweeps import (
-    BACKENDS, DEFAULT_BATCH, SweepError, SweepRun, check_sweep, default_workers, describe_tasks, plan_tasks, run_sweep,
-    shorten, sigterm_interrupts,
-)
-from emergent_frl.training import ConfigError, LanguageGameConfig
-from games.cli import DEFAULT_RUN, ArgumentParser, resolve_length
-from games.presets import SWEEP_DIR, YamlError, available_presets, available_sweeps, load_preset, read_yaml
+from analysis.cli import run_command, starting
+
+with starting(__name__):  # Ctrl-C while torch loads: one line, exit 130
+    from emergent_frl.relearn import RelearnConfig
+    from emergent_frl.batched import ENGINES
+    from emergent_frl.sweeps import (
+        BACKENDS, DEFAULT_BATCH, SweepError, SweepRun, check_sweep, default_workers, describe_tasks, plan_tasks, run_sweep,
+        shorten, sigterm_interrupts,
+    )
+    from emergent_frl.training import ConfigError, LanguageGameConfig
+    from games.cli import DEFAULT_RUN, ArgumentParser, resolve_length
+    from games.presets import SWEEP_DIR, YamlError, available_presets, available_sweeps, load_preset, read_yaml
 
 SECTIONS = ("description", "base", "grid", "variants")
 FIELDS = (*LanguageGameConfig.__dataclass_fields__, *RelearnConfig.__dataclass_fields__)

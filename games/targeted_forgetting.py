@@ -27,15 +27,17 @@ import pathlib
 import sys
 import time
 
-from analysis.cli import run_command
-from analysis.probe_plot import PROBE_FILE, load_probe, probe_summary, summary_table
-from emergent_frl.runs import RunDirectory, check_new_folder
-from emergent_frl.vision.checks import check_seed
-from emergent_frl.vision.experiment import set_threads
-from emergent_frl.vision.footprint import out_of_memory_as_memory_error
-from emergent_frl.vision.models import ARCHITECTURES
-from emergent_frl.vision.probe import GROUPINGS, OPERATORS, ProbeConfig, TargetedForgettingProbe
-from games.image_classification import OneLineParser
+from analysis.cli import run_command, starting
+
+with starting(__name__):  # Ctrl-C while torch loads: one line, exit 130
+    from analysis.probe_plot import PROBE_FILE, load_probe, probe_summary, summary_table
+    from emergent_frl.runs import RunDirectory, check_new_folder
+    from emergent_frl.vision.checks import check_seed
+    from emergent_frl.vision.experiment import set_threads
+    from emergent_frl.vision.footprint import out_of_memory_as_memory_error
+    from emergent_frl.vision.models import ARCHITECTURES
+    from emergent_frl.vision.probe import GROUPINGS, OPERATORS, ProbeConfig, TargetedForgettingProbe
+    from games.image_classification import OneLineParser
 
 DEFAULTS = dataclasses.asdict(ProbeConfig())
 GROUP_NAMES = {"mislabeled": ["clean", "mislabeled"], "margin": ["easy", "hard"]}

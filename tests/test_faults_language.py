@@ -321,3 +321,17 @@ def test_an_output_on_a_read_only_filesystem_is_one_line_and_exit_2(tmp_path, co
         assert ("Read-only file system" in lines[0] or "read-only" in lines[0]) and str(mount / "run") in lines[0], lines[0]
         assert "Traceback" not in result.stderr
         assert list(mount.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["games.referential", "games.sweep", "games.image_classification",
+                                     "games.targeted_forgetting"])
+def test_ctrl_c_while_a_script_still_imports_torch_is_one_line_and_exit_130(command):
+    proc = subprocess.Popen([sys.executable, "-m", command, "--help"], cwd=ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.4)  # Python is up (its SIGINT handler installed); torch takes seconds more to import
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the imports finished within 0.4 s on this machine: nothing to interrupt")
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["interrupted while starting; nothing was written"], err
