@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import dataclasses
 import math
 import time
@@ -28,6 +29,7 @@ import torch
 from emergent_frl.footprint import check_fits_in_memory
 from emergent_frl.forgetting import reset_module
 from emergent_frl.games import LanguageGame
+from emergent_frl.knobs import check_knobs, knob
 from emergent_frl.runs import CHECKPOINT_FILE, RunDirectory, describe_load_error
 from emergent_frl.strategies import STRATEGIES, PartialForgetting, build_strategy
 from emergent_frl.training import (
@@ -48,6 +50,10 @@ RESETS = ("reinit", "zero", "rewind")
 EVALUATIONS_FILE = "evaluations.jsonl"
 CHECKPOINT_FORMAT = 1
 MAX_ITERATIONS = 2**53
+# The argument group of the game scripts' flags (games/cli.py) the knobs below go in.
+GENERATIONS = "generations and forgetting"
+# The generation knobs: every error text names type and range at once ("must be an integer >= 1").
+relearn_knob = functools.partial(knob, combined_message=True, flag_group=GENERATIONS)
 
 
 class NonFiniteError(RuntimeError):
@@ -62,22 +68,39 @@ class RelearnConfig:
     The `*_keep_fraction`, `mask`, `mask_timing`, `reset_value` and `fresh_optimizers` fields
     configure the `partial` strategy; `imitation_*` and `listener_only_iterations` configure
     `iterated_learning`; `ease_of_teaching*` add a fresh-listener probe after every generation.
+    Each field is a `knob` (emergent_frl.knobs), like LanguageGameConfig's.
     """
 
-    strategy: str = "no_reset"
-    generations: int = 10
-    iterations_per_generation: int = 3000
-    sender_keep_fraction: float = 1.0
-    receiver_keep_fraction: float = 0.1
-    mask: str = "magnitude"
-    mask_timing: str = "once_init"
-    reset_value: str = "reinit"
-    fresh_optimizers: bool = False
-    imitation_iterations: int = 1200
-    listener_only_iterations: int = 200
-    ease_of_teaching: bool = False
-    ease_of_teaching_iterations: int = 1000
-    ease_of_teaching_eval_every: int = 100
+    strategy: str = relearn_knob("no_reset", kind=str, choices=STRATEGIES,
+                                 help="what is forgotten between generations")
+    generations: int = relearn_knob(10, minimum=1, shape=True, help="number of generations")
+    iterations_per_generation: int = relearn_knob(3000, minimum=1, shape=True,
+                                                  help="training batches per generation")
+    sender_keep_fraction: float = relearn_knob(
+        1.0, kind=float, minimum=0, maximum=1,
+        help="partial: fraction of the sender's weights kept (default 1: sender untouched)")
+    receiver_keep_fraction: float = relearn_knob(0.1, kind=float, minimum=0, maximum=1,
+                                                 help="partial: fraction of the receiver's weights kept")
+    mask: str = relearn_knob("magnitude", kind=str, choices=MASKS, help="partial: which entries are kept")
+    mask_timing: str = relearn_knob(
+        "once_init", kind=str, choices=TIMINGS,
+        help="partial: mask from the initial weights once, from the trained weights once, or anew each "
+             "generation")
+    reset_value: str = relearn_knob(
+        "reinit", kind=str, choices=RESETS,
+        help="partial: forgotten entries become a fresh draw, zero, or their initial value")
+    fresh_optimizers: bool = relearn_knob(False, kind=bool,
+                                          help="partial: new Adam state after forgetting (default: keep it)")
+    imitation_iterations: int = relearn_knob(1200, minimum=0,
+                                             help="iterated_learning: imitation steps of each new speaker")
+    listener_only_iterations: int = relearn_knob(
+        200, minimum=0, help="iterated_learning: listener-only steps opening each generation")
+    ease_of_teaching: bool = relearn_knob(
+        False, kind=bool, help="after each generation, train a fresh listener against the frozen speaker "
+                               "and record its learning curve")
+    ease_of_teaching_iterations: int = relearn_knob(1000, minimum=1, help="iterations of that fresh listener")
+    ease_of_teaching_eval_every: int = relearn_knob(
+        100, minimum=1, help="greedy evaluation of that fresh listener every N of its iterations")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RelearnConfig":
@@ -87,42 +110,20 @@ class RelearnConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> "RelearnConfig":
-        def integer(name: str, minimum: int):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(name, value, f"must be an integer >= {minimum}")
-
-        def fraction(name: str):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ConfigError(name, value, "must be a number in [0, 1]")
-
-        def choice(name: str, allowed):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(name, getattr(self, name), f"must be one of {list(allowed)}")
-
-        choice("strategy", STRATEGIES)
-        integer("generations", 1)
-        integer("iterations_per_generation", 1)
+        """Raise ConfigError naming the first bad field: each field against its knob, then the
+        rules that tie fields together."""
+        check_knobs(self)
         if self.generations * self.iterations_per_generation > MAX_ITERATIONS:
             raise ConfigError("iterations_per_generation", self.iterations_per_generation,
                               f"generations x iterations per generation must be at most 2**53 "
                               f"({MAX_ITERATIONS:,}: iteration numbers stay exact in every reader of the records)")
-        fraction("sender_keep_fraction")
-        fraction("receiver_keep_fraction")
-        choice("mask", MASKS)
-        choice("mask_timing", TIMINGS)
-        choice("reset_value", RESETS)
-        integer("imitation_iterations", 0)
-        integer("listener_only_iterations", 0)
         if self.strategy == "iterated_learning" and self.listener_only_iterations > self.iterations_per_generation:
             raise ConfigError("listener_only_iterations", self.listener_only_iterations,
                               f"must be <= iterations_per_generation ({self.iterations_per_generation})")
-        integer("ease_of_teaching_iterations", 1)
-        integer("ease_of_teaching_eval_every", 1)
-        for flag in ("fresh_optimizers", "ease_of_teaching"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(flag, getattr(self, flag), "must be true or false")
+        if self.ease_of_teaching and self.ease_of_teaching_eval_every > self.ease_of_teaching_iterations:
+            raise ConfigError("ease_of_teaching_eval_every", self.ease_of_teaching_eval_every,
+                              f"must be <= ease_of_teaching_iterations ({self.ease_of_teaching_iterations}): "
+                              "the probe's curve needs one evaluation at least")
         return self
 
 

@@ -517,13 +517,17 @@ def check_out(out: str | os.PathLike) -> None:
             return
 
 
-def make_out(out: pathlib.Path) -> None:
-    """Create the sweep's folder; a path the OS refuses (under /proc, a full or read-only disk) is
-    bad input named as such, before any run starts."""
+def probe_out(out: pathlib.Path) -> None:
+    """Make sure the sweep's folder can be created (a path under /proc, or on a full or read-only
+    disk, is bad input named as such) without leaving it behind: the folders made for the probe
+    are removed at once, so a sweep refused later (a Ray address that answers nothing) writes nothing."""
+    missing = [folder for folder in (out, *out.parents) if not folder.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise SweepError(f"--out {out}: cannot create the directory ({describe_os_error(error)})") from None
+    for folder in missing:  # deepest first
+        folder.rmdir()
 
 
 def _frozen(value: Any) -> Any:
@@ -663,7 +667,7 @@ def run_sweep(runs: list[SweepRun], out: str | os.PathLike, *, backend: str = "l
     check_out(out)
     out = pathlib.Path(out).resolve()  # Ray workers run in their own working directory
     runs, states = check_sweep(runs, out)
-    make_out(out)
+    probe_out(out)
     say = log or (lambda line: None)
     summary = SweepSummary(out)
     todo = [run for run in runs if states[run.name] != "finished"]

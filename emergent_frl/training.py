@@ -16,9 +16,8 @@ given, so a caller can freeze an agent (eval mode = greedy, no optimizer) for on
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -29,6 +28,7 @@ from analysis.compositionality import bosdis, message_entropy, posdis, topograph
 from emergent_frl.devices import DeviceError, machine_device
 from emergent_frl.agents import CELLS, CHANNELS, ReconstructionReceiver, ReferentialReceiver, Sender
 from emergent_frl.games import LanguageGame, ReconstructionGame, ReferentialGame
+from emergent_frl.knobs import ConfigError, check_knob, check_knobs, knob
 from emergent_frl.objects import ObjectSpace
 
 GAMES = ("referential", "reconstruction")
@@ -40,16 +40,8 @@ HOLDOUTS = ("none", "random", "systematic")
 # Seeds are numpy's range: every seed a researcher writes fits, and derived streams
 # (seed * 1_000_003 + stream) stay inside torch's 64-bit seeds.
 MAX_SEED = 2**32 - 1
-
-
-class ConfigError(ValueError):
-    """A config field with a value outside its allowed range; scripts map `field` to its flag."""
-
-    def __init__(self, field_name: str, value: Any, allowed: str):
-        self.field = field_name
-        self.value = value
-        self.allowed = allowed
-        super().__init__(f"{field_name}={value!r}: {allowed}")
+# The argument groups of the game scripts' flags (games/cli.py) the knobs below go in.
+GAME, TRAINING, OUTPUT = "game", "training", "evaluation and output"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -87,35 +79,61 @@ class LanguageGameConfig:
     """Every knob of one language game and its training. Defaults: the paper's setting
     (Li & Bowling 2019 / Zhou et al. 2022: 8 colors x 4 shapes, vocab 8, length 2, 5 candidates,
     LSTM 100, batch 100, Adam 1e-3 per agent, entropy 0.1 per agent, REINFORCE without baseline).
+
+    Each field is a `knob` (emergent_frl.knobs) declaring its type, range, help and whether it
+    fixes tensor shapes; `validate`, the game scripts' flags and batch grouping read it there.
     """
 
-    game: str = "referential"
-    n_attributes: int = 2
-    n_values: int | list[int] = field(default_factory=lambda: [8, 4])
-    vocab_size: int = 8
-    max_len: int = 2
-    n_candidates: int = 5
-    hidden_size: int = 100
-    embed_size: int | None = None
-    cell: str = "lstm"
-    channel: str = "reinforce"
-    temperature: float = 1.0
-    straight_through: bool = True
-    eos: bool = False
-    learned_start: bool = False
-    batch_size: int = 100
-    lr_sender: float = 1e-3
-    lr_receiver: float = 1e-3
-    sender_entropy_coeff: float = 0.1
-    receiver_entropy_coeff: float = 0.1
-    baseline: bool = False
-    easy_limit: int | None = None
-    holdout: str = "none"
-    holdout_fraction: float = 0.0
-    seed: int = 0
-    device: str = "cpu"
-    eval_every: int = 1000
-    eval_repeats: int = 10
+    game: str = knob("referential", kind=str, choices=GAMES, shape=True, flag_group=None,
+                     help="which game: the game script sets it")
+    n_attributes: int = knob(2, minimum=1, maximum=1000, shape=True, help="attributes per object")
+    n_values: int | list[int] = knob(
+        [8, 4], many=True, minimum=1, shape=True, checked_by="the object space rule",
+        help="values per attribute: one count for all, or one per attribute")
+    vocab_size: int = knob(8, minimum=2, shape=True, help="symbols in the vocabulary")
+    max_len: int = knob(2, minimum=1, shape=True, help="symbols per message")
+    n_candidates: int = knob(5, minimum=2, shape=True, games=("referential",),
+                             checked_by="the training objects rule (referential only)",
+                             help="candidates shown to the receiver")
+    hidden_size: int = knob(100, minimum=1, shape=True, help="RNN hidden size of both agents")
+    embed_size: int | None = knob(None, minimum=1, optional=True, shape=True,
+                                  help="symbol embedding size (default none: one-hot symbols enter the RNN)")
+    cell: str = knob("lstm", kind=str, choices=sorted(CELLS), shape=True, help="RNN cell of both agents")
+    channel: str = knob("reinforce", kind=str, choices=CHANNELS, shape=True,
+                        help="reinforce (sampled symbols) or gumbel (Gumbel-Softmax relaxation)")
+    temperature: float = knob(1.0, kind=float, greater_than=0, shape=True, help="Gumbel-Softmax temperature")
+    straight_through: bool = knob(True, kind=bool, shape=True,
+                                  help="hard one-hot forward, soft gradients on the gumbel channel")
+    eos: bool = knob(False, kind=bool, shape=True,
+                     help="symbol 0 ends a message (EGG); default off: fixed length (the paper)")
+    learned_start: bool = knob(False, kind=bool, shape=True,
+                               help="learned start-of-message input instead of zeros")
+    batch_size: int = knob(100, minimum=1, shape=True, flag_group=TRAINING, help="objects per batch")
+    lr_sender: float = knob(1e-3, kind=float, greater_than=0, flag_group=TRAINING,
+                            help="sender Adam learning rate")
+    lr_receiver: float = knob(1e-3, kind=float, greater_than=0, flag_group=TRAINING,
+                              help="receiver Adam learning rate")
+    sender_entropy_coeff: float = knob(0.1, kind=float, minimum=0, flag_group=TRAINING,
+                                       help="sender entropy bonus")
+    receiver_entropy_coeff: float = knob(0.1, kind=float, minimum=0, flag_group=TRAINING,
+                                         help="receiver entropy bonus")
+    baseline: bool = knob(False, kind=bool, shape=True, flag_group=TRAINING,
+                          help="subtract a running mean of the loss in REINFORCE")
+    easy_limit: int | None = knob(
+        None, minimum=0, optional=True, games=("referential",), checked_by="the n_candidates rule",
+        help="at most this many distractors differing from the target in every attribute (default none: "
+             "no limit)")
+    holdout: str = knob("none", kind=str, choices=HOLDOUTS, help="objects kept out of training")
+    holdout_fraction: float = knob(0.0, kind=float, checked_by="the holdout rule",
+                                   help="fraction of objects held out: 0 without a holdout, else in (0, 1)")
+    seed: int = knob(0, minimum=0, maximum=MAX_SEED, flag_group=TRAINING,
+                     help="seed of weights, batches and sampling")
+    device: str = knob("cpu", kind=str, shape=True, flag_group=TRAINING, checked_by="the device rule",
+                       help="torch device, e.g. cpu, cuda, cuda:1")
+    eval_every: int = knob(1000, minimum=0, shape=True, flag_group=OUTPUT,
+                           help="greedy evaluation every N iterations (default 1000; 0: only per generation)")
+    eval_repeats: int = knob(10, minimum=1, flag_group=OUTPUT,
+                             help="fixed candidate sets per object in referential evaluation")
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -134,34 +152,9 @@ class LanguageGameConfig:
 
     # -- validation -----------------------------------------------------------------------------
     def validate(self) -> "LanguageGameConfig":
-        """Raise ConfigError (a ValueError) naming the first bad field, its value and the allowed range."""
-
-        def integer(name: str, minimum: int, maximum: int | None = None, optional: bool = False):
-            value = getattr(self, name)
-            if value is None and optional:
-                return
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(name, value, "must be an integer" + (" or None" if optional else ""))
-            if value < minimum or (maximum is not None and value > maximum):
-                allowed = f"must be >= {minimum}" if maximum is None else f"must be in [{minimum}, {maximum}]"
-                raise ConfigError(name, value, allowed)
-
-        def positive(name: str, allow_zero: bool = False):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(name, value, "must be a number")
-            if not math.isfinite(value):
-                raise ConfigError(name, value, "must be a finite number " + (">= 0" if allow_zero else "> 0"))
-            if value < 0 or (value == 0 and not allow_zero):
-                raise ConfigError(name, value, "must be >= 0" if allow_zero else "must be > 0")
-
-        def choice(name: str, allowed):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ConfigError(name, value, f"must be one of {list(allowed)}")
-
-        choice("game", GAMES)
-        integer("n_attributes", 1, 1000)
+        """Raise ConfigError (a ValueError) naming the first bad field, its value and the allowed
+        range: each field against its knob, then the rules that tie fields together."""
+        check_knobs(self)
         try:
             space = self.space()
         except (ValueError, TypeError):
@@ -172,22 +165,6 @@ class LanguageGameConfig:
         if space.n_objects > MAX_OBJECTS:
             raise ConfigError("n_values", self.n_values,
                               f"the space would hold {space.n_objects} objects; at most {MAX_OBJECTS:,} are allowed")
-        integer("vocab_size", 2)
-        integer("max_len", 1)
-        integer("hidden_size", 1)
-        integer("embed_size", 1, optional=True)
-        choice("cell", sorted(CELLS))
-        choice("channel", CHANNELS)
-        positive("temperature")
-        for flag in ("straight_through", "eos", "learned_start", "baseline"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(flag, getattr(self, flag), "must be true or false")
-        integer("batch_size", 1)
-        positive("lr_sender")
-        positive("lr_receiver")
-        positive("sender_entropy_coeff", allow_zero=True)
-        positive("receiver_entropy_coeff", allow_zero=True)
-        choice("holdout", HOLDOUTS)
         if self.holdout == "none":
             if self.holdout_fraction != 0.0:
                 raise ConfigError("holdout_fraction", self.holdout_fraction,
@@ -196,22 +173,14 @@ class LanguageGameConfig:
             value = self.holdout_fraction
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
                 raise ConfigError("holdout_fraction", value, "must be in (0, 1) with a holdout")
-        integer("seed", 0, MAX_SEED)
-        integer("eval_every", 0)
-        integer("eval_repeats", 1)
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError, ValueError):
-            device = None
         check_device(self.device)
         try:
             split = space.split(self.holdout, self.holdout_fraction, self.seed)
         except ValueError as error:
             raise ConfigError("holdout_fraction", self.holdout_fraction, str(error)) from None
         if self.game == "referential":
-            n_train = int(split.train.numel())
-            integer("n_candidates", 2, n_train)
-            integer("easy_limit", 0, self.n_candidates - 1, optional=True)
+            check_knob(self, "n_candidates", maximum=int(split.train.numel()))
+            check_knob(self, "easy_limit", maximum=self.n_candidates - 1)
         return self
 
 

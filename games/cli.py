@@ -10,7 +10,9 @@ plus generation knobs, see `emergent_frl.relearn.split_config`) and runs it:
 
 Bad input is reported as one line on stderr with exit code 2, before any file is written. Flags
 default to None so a preset's values survive unless a flag is given explicitly; each config field
-`x_y` has the flag `--x-y`, so errors on fields are reported under their flag.
+`x_y` has the flag `--x-y`, made from the field's knob (emergent_frl.knobs: type, choices, help),
+so errors on fields are reported under their flag. Only the flags that are no config field
+(--preset, --lr, --iterations, --seeds, --engine, ...) are written here.
 """
 
 from __future__ import annotations
@@ -25,20 +27,11 @@ from typing import Any, Iterator, NoReturn, Sequence
 
 import torch
 
-from emergent_frl.agents import CELLS, CHANNELS
 from emergent_frl.batched import ENGINES, parse_seeds, recorded_engine, run_language_batched
-from emergent_frl.relearn import (
-    MASKS,
-    RESETS,
-    TIMINGS,
-    NonFiniteError,
-    RelearnConfig,
-    run_language,
-    split_config,
-)
+from emergent_frl.knobs import add_knob_arguments, flag_for
+from emergent_frl.relearn import GENERATIONS, NonFiniteError, RelearnConfig, run_language, split_config
 from emergent_frl.runs import CONFIG_FILE, check_new_folder, dumps
-from emergent_frl.strategies import STRATEGIES
-from emergent_frl.training import HOLDOUTS, ConfigError, Interrupted, LanguageGameConfig
+from emergent_frl.training import GAME, OUTPUT, TRAINING, ConfigError, Interrupted, LanguageGameConfig
 from analysis.cli import ArgumentParser, one_line, run_command
 from games.presets import available_presets, load_preset
 
@@ -46,10 +39,6 @@ from games.presets import available_presets, load_preset
 # balanced forgetting every 3,000 iterations for 8 generations: a couple of minutes on a laptop CPU.
 DEFAULT_RUN = {"strategy": "pbf", "generations": 8, "iterations_per_generation": 3000}
 PLOT_FILE = "topsim.png"
-
-
-def flag_for(field_name: str) -> str:
-    return "--" + field_name.replace("_", "-")
 
 
 def fail(parser: argparse.ArgumentParser, error: Exception) -> NoReturn:
@@ -71,10 +60,6 @@ def exit_on_error(parser: argparse.ArgumentParser) -> Iterator[None]:
         fail(parser, error)
 
 
-def _int_or_none(text: str) -> int | None:
-    return None if text.lower() == "none" else int(text)
-
-
 # -- argument groups -------------------------------------------------------------------------
 def add_preset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -84,50 +69,18 @@ def add_preset_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_game_arguments(parser: argparse.ArgumentParser, game: str) -> argparse._ArgumentGroup:
-    """Object space, channel and agent architecture."""
-    group = parser.add_argument_group("game")
-    group.add_argument("--n-attributes", type=int, help="attributes per object (default 2)")
-    group.add_argument(
-        "--n-values", type=int, nargs="+", metavar="N",
-        help="values per attribute: one count for all, or one per attribute (default 8 4)",
-    )
-    group.add_argument("--vocab-size", type=int, help="symbols in the vocabulary (default 8)")
-    group.add_argument("--max-len", type=int, help="symbols per message (default 2)")
-    if game == "referential":
-        group.add_argument("--n-candidates", type=int, help="candidates shown to the receiver (default 5)")
-        group.add_argument(
-            "--easy-limit", type=_int_or_none,
-            help="at most this many distractors differing from the target in every attribute",
-        )
-    group.add_argument("--hidden-size", type=int, help="RNN hidden size of both agents (default 100)")
-    group.add_argument("--embed-size", type=_int_or_none,
-                       help="symbol embedding size (default none: one-hot symbols enter the RNN)")
-    group.add_argument("--cell", choices=sorted(CELLS), help="RNN cell of both agents (default lstm)")
-    group.add_argument("--channel", choices=list(CHANNELS),
-                       help="reinforce (sampled symbols) or gumbel (Gumbel-Softmax relaxation)")
-    group.add_argument("--temperature", type=float, help="Gumbel-Softmax temperature (default 1.0)")
-    group.add_argument("--straight-through", action=argparse.BooleanOptionalAction, default=None,
-                       help="hard one-hot forward, soft gradients on the gumbel channel (default on)")
-    group.add_argument("--eos", action=argparse.BooleanOptionalAction, default=None,
-                       help="symbol 0 ends a message (EGG); default off: fixed length (the paper)")
-    group.add_argument("--learned-start", action=argparse.BooleanOptionalAction, default=None,
-                       help="learned start-of-message input instead of zeros")
-    group.add_argument("--holdout", choices=list(HOLDOUTS), help="objects kept out of training")
-    group.add_argument("--holdout-fraction", type=float, help="fraction of objects held out")
+    """Object space, channel and agent architecture (the knobs of LanguageGameConfig's game group;
+    some, e.g. --n-candidates, only for the referential game)."""
+    group = parser.add_argument_group(GAME)
+    add_knob_arguments(group, LanguageGameConfig, GAME, game=game)
     return group
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    group = parser.add_argument_group("training")
-    group.add_argument("--batch-size", type=int, help="objects per batch (default 100)")
-    group.add_argument("--lr", type=float, help="learning rate of both agents (sets both below)")
-    group.add_argument("--lr-sender", type=float, help="sender Adam learning rate (default 1e-3)")
-    group.add_argument("--lr-receiver", type=float, help="receiver Adam learning rate (default 1e-3)")
-    group.add_argument("--sender-entropy-coeff", type=float, help="sender entropy bonus (default 0.1)")
-    group.add_argument("--receiver-entropy-coeff", type=float, help="receiver entropy bonus (default 0.1)")
-    group.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=None,
-                       help="subtract a running mean of the loss in REINFORCE (default off)")
-    group.add_argument("--seed", type=int, help="seed of weights, batches and sampling (default 0)")
+    """The training knobs of LanguageGameConfig, then how this process trains."""
+    group = parser.add_argument_group(TRAINING)
+    add_knob_arguments(group, LanguageGameConfig, TRAINING)
+    group.add_argument("--lr", type=float, help="learning rate of both agents (sets --lr-sender and --lr-receiver)")
     group.add_argument("--seeds", metavar="LIST",
                        help="several seeds in one process, trained as one batched computation, e.g. "
                             "0-15 or 0,3,7; each writes OUT/seedS")
@@ -140,7 +93,6 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
                        help="batched engine: torch.compile the training step (about 15 s at the first "
                             "start, then about a third less time per step); default: compile where "
                             "this machine can, else train eager with a warning; --no-compile: never")
-    group.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
     group.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (default 1: these small networks run fastest on one "
                             "thread, and a second one mostly waits; run seeds side by side instead)")
@@ -148,48 +100,20 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """How long to train and what is forgotten between generations."""
-    d = DEFAULT_RUN
+    """How long to train and what is forgotten between generations (RelearnConfig's knobs; the
+    help shows this command's defaults, DEFAULT_RUN)."""
     group = parser.add_argument_group(
-        "generations and forgetting",
+        GENERATIONS,
         "Total iterations = generations x iterations per generation; give any two of the three "
         "(--iterations alone: one generation).")
-    group.add_argument("--strategy", choices=STRATEGIES,
-                       help=f"what is forgotten between generations (default {d['strategy']})")
-    group.add_argument("--generations", type=int, help=f"number of generations (default {d['generations']})")
-    group.add_argument("--iterations-per-generation", type=int,
-                       help=f"training batches per generation (default {d['iterations_per_generation']})")
+    add_knob_arguments(group, RelearnConfig, GENERATIONS, default_overrides=DEFAULT_RUN)
     group.add_argument("--iterations", type=int, help="training batches in all generations together")
-    group.add_argument("--sender-keep-fraction", type=float,
-                       help="partial: fraction of the sender's weights kept (default 1: sender untouched)")
-    group.add_argument("--receiver-keep-fraction", type=float,
-                       help="partial: fraction of the receiver's weights kept (default 0.1)")
-    group.add_argument("--mask", choices=MASKS, help="partial: which entries are kept (default magnitude)")
-    group.add_argument("--mask-timing", choices=TIMINGS,
-                       help="partial: mask from the initial weights once, from the trained weights once, "
-                            "or anew each generation (default once_init)")
-    group.add_argument("--reset-value", choices=RESETS,
-                       help="partial: forgotten entries become a fresh draw, zero, or their initial value")
-    group.add_argument("--fresh-optimizers", action=argparse.BooleanOptionalAction, default=None,
-                       help="partial: new Adam state after forgetting (default: keep it)")
-    group.add_argument("--imitation-iterations", type=int,
-                       help="iterated_learning: imitation steps of each new speaker (default 1200)")
-    group.add_argument("--listener-only-iterations", type=int,
-                       help="iterated_learning: listener-only steps opening each generation (default 200)")
-    group.add_argument("--ease-of-teaching", action=argparse.BooleanOptionalAction, default=None,
-                       help="after each generation, train a fresh listener against the frozen speaker "
-                            "and record its learning curve")
-    group.add_argument("--ease-of-teaching-iterations", type=int,
-                       help="iterations of that fresh listener (default 1000)")
     return group
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    group = parser.add_argument_group("evaluation and output")
-    group.add_argument("--eval-every", type=int,
-                       help="greedy evaluation every N iterations (default 1000; 0: only per generation)")
-    group.add_argument("--eval-repeats", type=int,
-                       help="fixed candidate sets per object in referential evaluation (default 10)")
+    group = parser.add_argument_group(OUTPUT)
+    add_knob_arguments(group, LanguageGameConfig, OUTPUT)
     group.add_argument("--out", help="run directory to create (config.json, generations.jsonl, ...); "
                                      "default runs/GAME-STRATEGY-seedS-TIME")
     group.add_argument("--resume", metavar="RUN_DIR",

@@ -27,16 +27,14 @@ from emergent_frl.relearn import (
     split_config,
 )
 from emergent_frl.footprint import check_fits_in_memory
+from emergent_frl.knobs import shape_fields
 from emergent_frl.runs import CONFIG_FILE, RunDirectory
 from emergent_frl.training import Interrupted, LanguageGameConfig, evaluate
 
-# Fields that must agree between the runs of one batch (they fix tensor shapes or the loop).
-SHAPE_FIELDS = (
-    "game", "n_attributes", "n_values", "vocab_size", "max_len", "n_candidates", "hidden_size",
-    "embed_size", "cell", "channel", "temperature", "straight_through", "eos", "learned_start",
-    "batch_size", "baseline", "device", "eval_every",
-)
-RELEARN_SHAPE_FIELDS = ("generations", "iterations_per_generation")
+# Fields that must agree between the runs of one batch (they fix tensor shapes or the loop): the
+# knobs declared with shape=True.
+SHAPE_FIELDS = shape_fields(LanguageGameConfig)
+RELEARN_SHAPE_FIELDS = shape_fields(RelearnConfig)
 # How a run trains. "batched": this package (stacked parameters, fused Adam, the loss under
 # torch.compile where it works), the fast one; "reference": emergent_frl.relearn.LanguageRun (the
 # agents' own modules and torch optimizers), what run_language runs. The two follow a seed in
