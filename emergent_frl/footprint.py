@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import torch
 
-from emergent_frl.agents import ReconstructionReceiver, ReferentialReceiver, Sender
 
 FLOAT_BYTES = 4
 # Copies of every parameter a run keeps: weights, gradients, Adam's two moments, the batched
@@ -47,18 +46,19 @@ class Footprint:
 
 
 def parameter_count(config) -> int:
-    """Parameters of the sender and receiver `build_game(config)` would build, counted on `meta`."""
-    space = config.space()
-    with torch.device("meta"):
-        sender = Sender(space.input_size, config.vocab_size, config.max_len, config.hidden_size,
-                        cell=config.cell, embed_size=config.embed_size, learned_start=config.learned_start)
-        if config.game == "referential":
-            receiver = ReferentialReceiver(space.input_size, config.vocab_size, config.hidden_size,
-                                           cell=config.cell, embed_size=config.embed_size)
-        else:
-            receiver = ReconstructionReceiver(space.n_values, config.vocab_size, config.hidden_size,
-                                              cell=config.cell, embed_size=config.embed_size)
-    return sum(p.numel() for module in (sender, receiver) for p in module.parameters())
+    """Parameters of the sender and receiver `build_game(config)` would build, counted on `meta`
+    (a user's agents that cannot be built there are built on the CPU and counted)."""
+    from emergent_frl.training import build_agents
+
+    try:
+        with torch.device("meta"):
+            agents = build_agents(config)
+    except ValueError:
+        raise
+    except Exception:  # noqa: BLE001 - a user's module that needs real tensors to initialise
+        with torch.random.fork_rng(devices=[]):
+            agents = build_agents(config)
+    return sum(p.numel() for module in agents for p in module.parameters())
 
 
 def estimate(config, n_runs: int = 1) -> Footprint:

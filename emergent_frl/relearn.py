@@ -31,7 +31,8 @@ from emergent_frl.forgetting import reset_module
 from emergent_frl.games import LanguageGame
 from emergent_frl.knobs import check_knobs, knob
 from emergent_frl.runs import CHECKPOINT_FILE, RunDirectory, describe_load_error
-from emergent_frl.strategies import STRATEGIES, PartialForgetting, build_strategy
+from emergent_frl.protocols import ImitatingSender, check_agent
+from emergent_frl.strategies import STRATEGIES, IteratedLearning, PartialForgetting, Strategy, build_strategy
 from emergent_frl.training import (
     ConfigError,
     Interrupted,
@@ -193,14 +194,18 @@ class LanguageRun:
 
     def __init__(self, game_config: LanguageGameConfig, relearn: RelearnConfig,
                  run_dir: RunDirectory | None = None, *, progress: bool = True,
-                 on_record: Callable[[dict[str, Any]], None] | None = None):
+                 on_record: Callable[[dict[str, Any]], None] | None = None,
+                 strategy: Strategy | None = None):
+        """`strategy`: a strategy object of your own (any `Strategy`: your operators per agent, your
+        boundary) instead of the one `relearn.strategy` names; records and config.json name it by
+        its `name`. The run's generations, warm-up and records are otherwise as for a named one."""
         self.config = game_config.validate()
         self.relearn = relearn.validate()
         self.run_dir = run_dir
         self.progress = progress
         self.on_record = on_record
         self.game = build_game(self.config)
-        self.strategy = build_strategy(
+        self.strategy = strategy if strategy is not None else build_strategy(
             relearn.strategy, seed=self.config.seed,
             sender=PartialForgetting(relearn.sender_keep_fraction, relearn.mask, relearn.mask_timing,
                                      relearn.reset_value),
@@ -211,6 +216,11 @@ class LanguageRun:
             imitation_batch_size=self.config.batch_size, imitation_lr=self.config.lr_sender,
             fresh_optimizers=relearn.fresh_optimizers,
         )
+        if isinstance(self.strategy, IteratedLearning) and self.config.agents is not None:
+            try:  # imitation teaches the sender its predecessor's lexicon
+                check_agent(self.game.sender, ImitatingSender, "sender")
+            except ValueError as error:
+                raise ConfigError("agents", self.config.agents, f"{error} (iterated_learning)") from None
         self.strategy.prepare(self.game)
         self.optimizers = build_optimizers(self.game, self.config)
         self.generator = make_generator(self.config)
@@ -264,7 +274,7 @@ class LanguageRun:
         if self.run_dir is None:
             raise ValueError("resume needs a run directory")
         saved = self.run_dir.read_config()
-        mine = flat_config(self.config, self.relearn)
+        mine = {**flat_config(self.config, self.relearn), "strategy": self.strategy.name}
         if saved is not None:
             differing = sorted(k for k in mine if k in saved and saved[k] != mine[k]
                                and k != "generations" and k != "device")
@@ -316,7 +326,7 @@ class LanguageRun:
         record: dict[str, Any] = {
             "generation": g,
             "iteration": self.iteration,
-            "strategy": self.relearn.strategy,
+            "strategy": self.strategy.name,
             "seed": self.config.seed,
             **metrics,
             **{k: v for k, v in stats.items() if k.startswith("train_")},
@@ -395,11 +405,13 @@ class LanguageRun:
 
 def run_language(values: dict[str, Any], out: str | None = None, *, resume: bool = False,
                  progress: bool = True, on_record=None, until: int | None = None,
-                 launch: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                 launch: dict[str, Any] | None = None, strategy: Strategy | None = None) -> list[dict[str, Any]]:
     """Validate a flat config, run every generation, return the records (the library entry point).
 
     `launch`: extra keys for config.json that say how the run was started (e.g. the command line);
     on resume the saved ones are kept, so config.json keeps describing the original launch.
+    `strategy`: a strategy object of your own (see `LanguageRun`); config.json and the records
+    name it (pass the same one again to resume).
     """
     game_config, relearn = split_config(values)
     game_config.validate()
@@ -407,13 +419,14 @@ def run_language(values: dict[str, Any], out: str | None = None, *, resume: bool
     check_fits_in_memory(game_config)
     run_dir = RunDirectory(out, resume=resume) if out is not None else None
     try:
-        run = LanguageRun(game_config, relearn, run_dir, progress=progress, on_record=on_record)
+        run = LanguageRun(game_config, relearn, run_dir, progress=progress, on_record=on_record, strategy=strategy)
         if run_dir is not None:
             if resume:
                 run.resume()
             saved = (run_dir.read_config() or {}) if resume else {}
             total = {"iterations": relearn.generations * relearn.iterations_per_generation}
-            run_dir.write_config({**(launch or {}), **saved, **flat_config(game_config, relearn), **total})
+            named = {} if strategy is None else {"strategy": strategy.name}
+            run_dir.write_config({**(launch or {}), **saved, **flat_config(game_config, relearn), **total, **named})
         return run.run(until)
     finally:
         if run_dir is not None:

@@ -597,7 +597,8 @@ def run_engine(path: pathlib.Path, config: dict[str, Any], state: str, engine: s
     for a started one, as config.json records them (so it continues as it began; runs started
     before sweeps had engines are reference runs)."""
     if state == "new":
-        return engine, compile
+        # the user's own agents train on the reference engine (the batched one stacks built-ins only)
+        return ("reference", compile) if config.get("agents") is not None else (engine, compile)
     try:
         saved = json.loads((path / CONFIG_FILE).read_text())
     except (OSError, ValueError):

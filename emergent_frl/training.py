@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from analysis.compositionality import bosdis, message_entropy, posdis, topographic_similarity
 from emergent_frl.devices import DeviceError, machine_device
+from emergent_frl.user_agents import build_agents as build_user_agents, load_factory
 from emergent_frl.agents import CELLS, CHANNELS, ReconstructionReceiver, ReferentialReceiver, Sender
 from emergent_frl.games import LanguageGame, ReconstructionGame, ReferentialGame
 from emergent_frl.knobs import ConfigError, check_knob, check_knobs, knob
@@ -134,6 +135,10 @@ class LanguageGameConfig:
                            help="greedy evaluation every N iterations (default 1000; 0: only per generation)")
     eval_repeats: int = knob(10, minimum=1, flag_group=OUTPUT,
                              help="fixed candidate sets per object in referential evaluation")
+    agents: str | None = knob(
+        None, kind=str, optional=True, shape=True, checked_by="the agents rule",
+        help="your own agents: MODULE:FUNCTION, where FUNCTION(config) returns (sender, receiver) "
+             "(docs/own_agents.md; default none: the built-in agents of --cell, --hidden-size, ...)")
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -181,11 +186,37 @@ class LanguageGameConfig:
         if self.game == "referential":
             check_knob(self, "n_candidates", maximum=int(split.train.numel()))
             check_knob(self, "easy_limit", maximum=self.n_candidates - 1)
+        if self.agents is not None:
+            check_knob(self, "agents")
+            load_factory(self.agents)  # importable and callable, before any work
         return self
 
 
+def build_agents(config: LanguageGameConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(sender, receiver) of `config`: the user's (`config.agents`, checked against
+    emergent_frl.protocols) or the built-in ones its knobs describe. Draws from torch's global RNG:
+    `build_game` seeds a fork of it."""
+    if config.agents is not None:
+        return build_user_agents(config.agents, config)
+    space = config.space()
+    sender = Sender(
+        space.input_size, config.vocab_size, config.max_len, config.hidden_size,
+        cell=config.cell, embed_size=config.embed_size, eos=config.eos, channel=config.channel,
+        temperature=config.temperature, straight_through=config.straight_through,
+        learned_start=config.learned_start,
+    )
+    if config.game == "referential":
+        receiver = ReferentialReceiver(space.input_size, config.vocab_size, config.hidden_size, cell=config.cell,
+                                       embed_size=config.embed_size)
+    else:
+        receiver = ReconstructionReceiver(space.n_values, config.vocab_size, config.hidden_size, cell=config.cell,
+                                          embed_size=config.embed_size)
+    return sender, receiver
+
+
 def build_game(config: LanguageGameConfig, *, loss=None) -> LanguageGame:
-    """Space, split, sender and receiver, initialised from `config.seed`, on `config.device`.
+    """Space, split, sender and receiver (`build_agents`), initialised from `config.seed`, on
+    `config.device`.
 
     Initialisation draws from a forked copy of torch's global RNG seeded with config.seed, so the
     same config always builds the same weights and the caller's RNG state is left untouched.
@@ -195,32 +226,19 @@ def build_game(config: LanguageGameConfig, *, loss=None) -> LanguageGame:
     split = space.split(config.holdout, config.holdout_fraction, config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        sender = Sender(
-            space.input_size, config.vocab_size, config.max_len, config.hidden_size,
-            cell=config.cell, embed_size=config.embed_size, eos=config.eos, channel=config.channel,
-            temperature=config.temperature, straight_through=config.straight_through,
-            learned_start=config.learned_start,
-        )
+        sender, receiver = build_agents(config)
         common = dict(
             channel=config.channel, loss=loss, sender_entropy_coeff=config.sender_entropy_coeff,
             receiver_entropy_coeff=config.receiver_entropy_coeff, baseline=config.baseline,
             split=split, batch_size=config.batch_size,
         )
         if config.game == "referential":
-            receiver = ReferentialReceiver(
-                space.input_size, config.vocab_size, config.hidden_size, cell=config.cell,
-                embed_size=config.embed_size,
-            )
             game = ReferentialGame(
                 space, sender, receiver, n_candidates=config.n_candidates,
                 easy_limit=config.easy_limit, eval_repeats=config.eval_repeats,
                 eval_seed=config.seed, **common,
             )
         else:
-            receiver = ReconstructionReceiver(
-                space.n_values, config.vocab_size, config.hidden_size, cell=config.cell,
-                embed_size=config.embed_size,
-            )
             game = ReconstructionGame(space, sender, receiver, **common)
     return game.to(config.device)
 

@@ -218,6 +218,8 @@ def values_from_args(args: argparse.Namespace, game: str) -> dict[str, Any]:
         if args.resume is not None:
             raise ValueError("--seeds: cannot be combined with --resume; resume one seed with "
                              "--resume OUT/seedS, or launch the seeds with python -m games.sweep")
+    if values.get("agents") is not None and args.resume is None:
+        own_agents_engine(args)
     engine = engine_from_args(args)
     if engine != "batched" and args.compile is not None:
         raise ValueError(f"{compile_flag(args)}: applies to the batched engine; this run uses --engine {engine}")
@@ -229,6 +231,19 @@ def values_from_args(args: argparse.Namespace, game: str) -> dict[str, Any]:
     relearn.validate()
     values = {**game_config.to_dict(), **relearn.to_dict()}
     return values
+
+
+def own_agents_engine(args: argparse.Namespace) -> None:
+    """A new run of the user's own agents (--agents) trains on the reference engine: the batched
+    engine stacks the built-in cells only, for now. Chosen here and recorded in config.json (a
+    resume keeps it); asking for the batched engine, or for --seeds, says so."""
+    if args.engine == "batched":
+        raise ValueError("--engine batched: trains the built-in agents only; your own agents (--agents) "
+                         "train on the reference engine (drop --engine)")
+    if args.seeds is not None:
+        raise ValueError("--seeds: trains on the batched engine, which stacks the built-in agents only; "
+                         "launch your own agents' seeds with python -m games.sweep (grid key agents:)")
+    args.engine = "reference"
 
 
 def compile_flag(args: argparse.Namespace) -> str:

@@ -107,7 +107,8 @@ def test_shape_fields_come_from_the_knobs_and_are_what_batch_key_compares():
 
 
 def test_fields_left_to_a_cross_field_rule_are_checked_by_validate():
-    bad = {"n_values": [0], "n_candidates": 1000, "easy_limit": 99, "holdout_fraction": 0.5, "device": "gpu"}
+    bad = {"n_values": [0], "n_candidates": 1000, "easy_limit": 99, "holdout_fraction": 0.5, "device": "gpu",
+           "agents": "no_such_module_here:build"}
     ruled = {name for name, spec in knobs(LanguageGameConfig).items() if spec.checked_by}
     assert ruled == set(bad)
     for name, value in bad.items():

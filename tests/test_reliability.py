@@ -48,7 +48,7 @@ def count_lines(path):
 
 
 # -- SIGKILL at a random point, then --resume ------------------------------------------------------
-@pytest.mark.parametrize("engine", ["batched", "reference"])
+@pytest.mark.parametrize("engine", ["batched", "reference", "own agents"])
 def test_sigkill_at_a_random_point_then_resume_equals_an_uninterrupted_run(tmp_path, engine):
     rng = random.Random()
     # Killed at a random point inside generation target + 1 (of 8): after `target` records, a random
@@ -57,9 +57,11 @@ def test_sigkill_at_a_random_point_then_resume_equals_an_uninterrupted_run(tmp_p
     # each), so either could outlast the remaining generations and land after the run ended.
     target, fraction = rng.randint(3, 5), rng.uniform(0.0, 0.8)  # two whole generations stay after
     run = tmp_path / "run"
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # tests/ on the path too: the own-agents case names tests/myagents.py as --agents myagents:build
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
     # 200 iterations make every generation ~0.1 s on either engine, a window a loaded machine can hit
-    tiny_args = [*TINY_ARGS, "--iterations-per-generation", "200", "--eval-every", "100", "--engine", engine]
+    how = ["--agents", "myagents:build"] if engine == "own agents" else ["--engine", engine]
+    tiny_args = [*TINY_ARGS, "--iterations-per-generation", "200", "--eval-every", "100", *how]
     command = [sys.executable, "-m", "games.referential", *tiny_args]
     proc = subprocess.Popen([*command, "--out", str(run)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -373,6 +373,9 @@ def run_language_batched(
     for values in values_list:
         game_config, relearn = split_config(values)
         configs.append((game_config.validate(), relearn.validate()))
+        if game_config.agents is not None:
+            raise ValueError(f"agents={game_config.agents!r}: the batched engine stacks the built-in agents "
+                             "only; train your own agents with run_language (the reference engine)")
     groups: dict[Any, list[int]] = {}
     for i, values in enumerate(values_list):
         groups.setdefault(batch_key(values), []).append(i)
