@@ -202,6 +202,29 @@ def test_resumed_batch_writes_the_records_of_an_uninterrupted_one(tmp_path):
     assert [r["generation"] for r in more] == [0, 1, 2, 3]
 
 
+def test_runs_left_at_different_generations_catch_up_batched_then_go_on_together(tmp_path, monkeypatch):
+    """A sweep's batch killed while its runs wrote their checkpoints leaves them at different
+    generations: the laggards catch up as a batch of their own on this engine (never on the
+    reference engine), and the records equal an uninterrupted batch's."""
+    values = [tiny(strategy=s, seed=i, generations=4, iterations_per_generation=12, eval_every=6)
+              for i, s in enumerate(["pbf", "reset_sender", "no_reset"])]
+    straight = [str(tmp_path / f"straight-{i}") for i in range(3)]
+    resumed = [str(tmp_path / f"resumed-{i}") for i in range(3)]
+    run_language_batched(values, straight, progress=False)
+    run_language_batched(values, resumed, progress=False, until=1)
+    run_language_batched(values[:1], resumed[:1], progress=False, resume=True, until=3)  # run 0 at 3
+    run_language_batched(values[1:2], resumed[1:2], progress=False, resume=True, until=2)  # run 1 at 2
+    reference_steps = []
+    real_train = LanguageRun.train
+    monkeypatch.setattr(LanguageRun, "train", lambda self, n, opt: reference_steps.append(n) or real_train(self, n, opt))
+    run_language_batched(values, resumed, progress=False, resume=True)  # run 2 at 1 catches up to 2, then 3
+    assert [n for n in reference_steps if n] == []
+    for a, b in zip(straight, resumed):
+        a, b = RunDirectory(a, resume=True), RunDirectory(b, resume=True)
+        assert _without_seconds(a.records()) == _without_seconds(b.records())
+        assert a.records(EVALUATIONS_FILE) == b.records(EVALUATIONS_FILE)
+
+
 def test_runs_of_other_shapes_or_warm_ups_go_to_other_batches():
     values = [tiny(strategy="iterated_learning", generations=2, iterations_per_generation=10,
                    imitation_iterations=5, listener_only_iterations=2),

@@ -157,7 +157,7 @@ class BatchedLanguageRuns:
     the stopped runs.
 
     resume: continue every run from its directory's checkpoint (runs left at different
-    generations are first brought level one by one). compile: see `BatchedGame`. tune_malloc:
+    generations are first brought level, batched too). compile: see `BatchedGame`. tune_malloc:
     call `keep_freed_memory()` (CPU only).
     """
 
@@ -192,14 +192,23 @@ class BatchedLanguageRuns:
                     on_record=None if on_record is None else (lambda rec, i=i: on_record(i, rec)))
             for i, (g, r, d) in enumerate(zip(game_configs, relearns, run_dirs))
         ]
+        self.failed: dict[int, NonFiniteError] = {}
         if resume:
             for member in self.members:
                 member.resume()
-            # Runs interrupted at different generations: bring the late ones level, alone.
-            level = max(m.generation for m in self.members)
-            for member in self.members:
-                if member.generation < level:
-                    member.run(until=level)
+            self._bring_level(compile)
+        self._stack(compile, tune_malloc)
+
+    @classmethod
+    def _of(cls, members: Sequence[_Member], *, progress: bool, compile: bool | str) -> "BatchedLanguageRuns":
+        """A batch of runs whose members exist already (the laggards of a resumed batch)."""
+        runs = cls.__new__(cls)
+        runs.progress, runs.on_record, runs.members, runs.failed = progress, None, list(members), {}
+        runs._stack(compile, tune_malloc=False)
+        return runs
+
+    def _stack(self, compile: bool | str, tune_malloc: bool) -> None:
+        """Stack the members' modules and optimizer states into one game and one Adam."""
         self.relearn = self.members[0].relearn
         if tune_malloc and self.members[0].game.device.type == "cpu":
             keep_freed_memory()
@@ -208,9 +217,25 @@ class BatchedLanguageRuns:
                for slot in self.game.slots}
         self.optimizer = StackedAdam(self.game.leaves, self.game.slots, lrs)
         self._names = [{id(p): n for n, p in m.game.named_parameters()} for m in self.members]
-        self.failed: dict[int, NonFiniteError] = {}
         for i in range(len(self.members)):
             self._load(i)
+
+    def _bring_level(self, compile: bool | str) -> None:
+        """Runs interrupted at different generations (a sweep's batch killed while its runs wrote
+        their checkpoints): the furthest behind catch up to the next ones as a batch of their own,
+        on this engine, until all stand at one generation. A run that diverges meanwhile stops."""
+        while True:
+            live = [i for i in range(len(self.members)) if i not in self.failed]
+            generations = sorted({self.members[i].generation for i in live})
+            if len(generations) < 2:
+                return
+            behind = [i for i in live if self.members[i].generation == generations[0]]
+            laggards = BatchedLanguageRuns._of([self.members[i] for i in behind], progress=self.progress,
+                                               compile=compile)
+            try:
+                laggards.run(until=generations[1])
+            except NonFiniteError:
+                self.failed.update({behind[j]: error for j, error in laggards.failed.items()})
 
     @property
     def n_runs(self) -> int:
