@@ -105,7 +105,7 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> argparse._Argum
     group = parser.add_argument_group(
         GENERATIONS,
         "Total iterations = generations x iterations per generation; give any two of the three "
-        "(--iterations alone: one generation).")
+        "(--iterations alone: one generation, which only --strategy no_reset allows).")
     add_knob_arguments(group, RelearnConfig, GENERATIONS, default_overrides=DEFAULT_RUN)
     group.add_argument("--iterations", type=int, help="training batches in all generations together")
     return group
@@ -191,6 +191,12 @@ def resolve_length(values: dict[str, Any], explicit: dict[str, Any], total: int 
             raise ConfigError("iterations", total, f"must be a multiple of --generations ({generations})")
         values["iterations_per_generation"] = total // generations
     else:
+        strategy = values.get("strategy")
+        if strategy != "no_reset":
+            raise ConfigError("iterations", total,
+                              f"alone makes one generation, so --strategy {strategy} would never forget; add "
+                              "--generations G or --iterations-per-generation N (or --generations 1 for one "
+                              "generation on purpose)")
         values["generations"], values["iterations_per_generation"] = 1, total
 
 

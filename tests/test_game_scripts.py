@@ -91,7 +91,7 @@ def timeless_records(out):
 
 def test_single_generation_run_writes_config_record_language_and_plot(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = [*TINY, "--iterations", "20", "--out", str(out)]
+    argv = [*TINY, "--iterations", "20", "--generations", "1", "--out", str(out)]
     assert referential.main(argv) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["n_values"] == [2, 3] and config["vocab_size"] == 6 and config["seed"] == 3
@@ -109,7 +109,7 @@ def test_single_generation_run_writes_config_record_language_and_plot(tmp_path, 
     # A second run into the same directory is refused rather than overwriting it.
     capsys.readouterr()
     with pytest.raises(SystemExit) as info:
-        referential.main(["--iterations", "5", "--out", str(out)])
+        referential.main(["--iterations", "5", "--generations", "1", "--out", str(out)])
     assert info.value.code == 2 and "already holds a run" in capsys.readouterr().err
     assert records_of(out) == [record]
 
@@ -227,7 +227,7 @@ def test_bad_seed_lists_exit_2_before_any_work(tmp_path, capsys, args, message):
 
 def test_resume_refuses_changed_settings(tmp_path, capsys):
     out = tmp_path / "run"
-    assert referential.main([*TINY, "--iterations", "10", "--no-plot", "--out", str(out)]) == 0
+    assert referential.main([*TINY, "--iterations", "10", "--generations", "1", "--no-plot", "--out", str(out)]) == 0
     capsys.readouterr()
     with pytest.raises(SystemExit) as info:
         referential.main(["--resume", str(out), "--hidden-size", "32"])
@@ -245,10 +245,21 @@ def test_reconstruction_run_from_preset_with_overrides(tmp_path):
     assert record["iteration"] == 5 and {"accuracy", "topsim", "posdis", "bosdis"} <= record.keys()
 
 
+@pytest.mark.parametrize("strategy", ["pbf", "reset_receiver", "iterated_learning"])
+def test_iterations_alone_with_a_forgetting_strategy_is_refused_not_one_silent_generation(strategy, capsys):
+    with pytest.raises(SystemExit) as info:
+        referential.main(["--iterations", "600", "--strategy", strategy, "--out", "never-written"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1
+    assert f"--iterations 600: alone makes one generation, so --strategy {strategy} would never forget" in err[0]
+    assert not pathlib.Path("never-written").exists()
+
+
 @pytest.mark.parametrize(
     "flags, generations, per_generation",
     [([], 8, 3000),
-     (["--iterations", "600"], 1, 600),
+     (["--iterations", "600", "--strategy", "no_reset"], 1, 600),
+     (["--iterations", "600", "--generations", "1"], 1, 600),
      (["--iterations", "600", "--generations", "3"], 3, 200),
      (["--iterations", "600", "--iterations-per-generation", "100"], 6, 100),
      (["--generations", "2"], 2, 3000),
