@@ -31,8 +31,6 @@ DRIVERS = {
     "training": ("batch_size", "max_len", "hidden_size", "vocab_size", "n_candidates"),
     "evaluation": ("n_values", "max_len", "eval_repeats", "n_candidates", "hidden_size", "vocab_size"),
 }
-DEFAULTS = {"vocab_size": 8, "hidden_size": 100, "embed_size": 100, "n_values": 32, "batch_size": 100,
-            "max_len": 2, "n_candidates": 5, "eval_repeats": 10}
 
 
 @dataclass(frozen=True)
@@ -119,16 +117,17 @@ def human(n_bytes: float) -> str:
 
 
 def _driver(config, part: str) -> str:
-    """The knob of `part` furthest above its default (the likeliest typo)."""
-    def ratio(name: str) -> float:
-        value = getattr(config, name)
-        if name == "n_values":
-            value = config.space().n_objects
-        if value is None:
-            return 0.0
-        return float(value) / DEFAULTS[name]
+    """The knob of `part` furthest above its default (the likeliest typo); sizes of the object space
+    compare as object counts, an embedding against the hidden size it replaces."""
+    defaults = type(config)()
 
-    return max(DRIVERS[part], key=ratio)
+    def size(of, name: str) -> float:
+        if name == "n_values":
+            return of.space().n_objects
+        value = getattr(of, name)
+        return float(of.hidden_size if value is None and name == "embed_size" else value or 0)
+
+    return max(DRIVERS[part], key=lambda name: size(config, name) / max(size(defaults, name), 1.0))
 
 
 def check_fits_in_memory(config, n_runs: int = 1, available: int | None = None) -> Footprint:
