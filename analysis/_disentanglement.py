@@ -67,8 +67,10 @@ def posdis(attributes: Any, messages: Any) -> float:
     """Positional disentanglement: how much each message position encodes a single attribute.
 
     ``attributes``: (N, n_attributes) integer attribute values (not one-hot), n_attributes >= 2.
-    ``messages``: (N, L) integer symbols, used as given (EOS and post-EOS symbols included, as in
-    EGG). For each position j with H(s_j) > 0: gap_j = (MI(a_(1); s_j) - MI(a_(2); s_j)) / H(s_j),
+    ``messages``: (N, L) integer symbols, used as given (EOS and post-EOS symbols included), which
+    is both EGG's ``Disent.posdis`` and emlangkit's ``compute_posdis``: unlike bosdis and topsim,
+    posdis has one definition, so it takes no ``convention``. For each position j with
+    H(s_j) > 0: gap_j = (MI(a_(1); s_j) - MI(a_(2); s_j)) / H(s_j),
     the two largest mutual informations over attributes; posdis is the mean gap. 1.0 for a
     language whose every position names one attribute; nan (with a warning) if no position varies.
     """
@@ -79,8 +81,16 @@ def posdis(attributes: Any, messages: Any) -> float:
     return mi_gap(attrs, msgs.symbols)
 
 
-def symbol_counts(messages: Any, vocab_size: int) -> np.ndarray:
-    """(N, vocab_size - 1) counts of symbols 1..vocab_size-1 per message; EOS (0) is dropped."""
+# Which symbols bosdis counts, by convention name (see ``bosdis``).
+BOSDIS_CONVENTIONS = {
+    "egg": "EGG's Disent.bosdis: counts of symbols 1..vocab_size-1; symbol 0 is EOS and is dropped.",
+    "emlangkit": "emlangkit's compute_bosdis: counts of every symbol 0..vocab_size-1, symbol 0 included "
+                 "(in fixed-length messages symbol 0 is content; with EOS its count is EOS plus padding).",
+}
+
+
+def _all_symbol_counts(messages: Any, vocab_size: int) -> np.ndarray:
+    """(N, vocab_size) counts of symbols 0..vocab_size-1 per message (inside its length)."""
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size < 2:
         raise ValueError(f"vocab_size must be an int >= 2 (it counts the EOS symbol 0), got {vocab_size!r}")
     msgs = as_messages(messages)
@@ -92,18 +102,35 @@ def symbol_counts(messages: Any, vocab_size: int) -> np.ndarray:
         )
     rows = np.broadcast_to(np.arange(msgs.n)[:, None], msgs.symbols.shape)[inside]
     counts = np.bincount(rows * vocab_size + used, minlength=msgs.n * vocab_size)
-    return counts.reshape(msgs.n, vocab_size)[:, 1:]
+    return counts.reshape(msgs.n, vocab_size)
 
 
-def bosdis(attributes: Any, messages: Any, vocab_size: int) -> float:
+def symbol_counts(messages: Any, vocab_size: int) -> np.ndarray:
+    """(N, vocab_size - 1) counts of symbols 1..vocab_size-1 per message; EOS (0) is dropped."""
+    return _all_symbol_counts(messages, vocab_size)[:, 1:]
+
+
+def bosdis(attributes: Any, messages: Any, vocab_size: int, *, convention: str = "egg") -> float:
     """Bag-of-symbols disentanglement: the MI gap over per-message symbol counts.
 
-    Features are the counts n_v(m) for v = 1..vocab_size-1 (column 0, EOS, is dropped); the gap
-    formula and the skipping of constant features are those of ``posdis``. Messages may be ragged
-    (a list of 1-D sequences). Unlike EGG, which silently ignores symbols >= vocab_size, such
-    symbols raise a ValueError, since they mean ``vocab_size`` is wrong.
+    ``convention`` names which symbols are counted (the gap formula and the skipping of constant
+    features are those of ``posdis`` under both):
+
+    - ``"egg"`` (default; EGG's ``Disent.bosdis``): counts of symbols 1..vocab_size-1; column 0
+      is dropped as EOS. Right for messages with an EOS, where 0 marks the end and the padding.
+    - ``"emlangkit"`` (emlangkit's ``compute_bosdis``): counts of every symbol 0..vocab_size-1.
+      Right for fixed-length messages, where symbol 0 is content like any other. Training
+      records store bosdis under this convention (``emergent_frl.training.RECORD_CONVENTIONS``).
+
+    The two differ only through the count of symbol 0. Messages may be ragged (a list of 1-D
+    sequences; only symbols inside each message are counted). Unlike EGG, which silently ignores
+    symbols >= vocab_size, such symbols raise a ValueError, since they mean ``vocab_size`` is wrong.
     """
-    counts = symbol_counts(messages, vocab_size)
+    if not isinstance(convention, str) or convention not in BOSDIS_CONVENTIONS:
+        raise ValueError(f"convention must be one of {list(BOSDIS_CONVENTIONS)}, got {convention!r}")
+    counts = _all_symbol_counts(messages, vocab_size)
+    if convention == "egg":
+        counts = counts[:, 1:]
     attrs = _checked_attributes(attributes, counts.shape[0])
     return mi_gap(attrs, counts)
 

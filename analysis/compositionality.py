@@ -4,6 +4,8 @@ Topographic similarity (topsim) correlates, over pairs of objects, how far apart
 are with how far apart their messages are. Papers differ in the distances, the correlation and
 which pairs they use, and those choices change the numbers, so every choice is an argument and
 ``convention=`` names the combinations of EGG, Li & Bowling (2019) and Ren et al. (2020).
+bosdis likewise has named conventions (``BOSDIS_CONVENTIONS``: EGG drops symbol 0, emlangkit
+counts it); posdis has a single definition.
 
 Everything here is numpy/scipy only (no torch) and vectorised: pair distances are computed in
 bounded-size blocks of pairs, never with one Python call per pair (except for user callables),
@@ -17,13 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from ._disentanglement import bosdis, message_entropy, posdis, symbol_counts
+from ._disentanglement import BOSDIS_CONVENTIONS, bosdis, message_entropy, posdis, symbol_counts
 from ._edit_distance import upper_mask
 from ._inputs import as_meanings, as_messages, check_same_count
 from ._pair_distances import Distance, Side, blocks, condensed, joint_counts, meaning_side, message_side
 from ._rank_correlation import average_ranks, code_ranks, table_correlation, weighted_pearson
 
 __all__ = [
+    "BOSDIS_CONVENTIONS",
     "CONVENTIONS",
     "TopsimConvention",
     "bosdis",
@@ -53,13 +56,22 @@ class TopsimConvention:
     correlation: str
     pairs: str
     description: str
+    eos: int | None = None  # None: messages as given; an int: cut after the first such symbol
 
 
 CONVENTIONS = MappingProxyType({
     "egg": TopsimConvention(
         "hamming", "edit", "spearman", "distinct",
         "EGG's TopographicSimilarity: Spearman of Hamming (fraction of differing attributes) vs "
-        "Levenshtein / mean length of the two messages, over unordered pairs i<j.",
+        "Levenshtein / mean length of the two messages, over unordered pairs i<j, on the messages "
+        "as given (padding and post-EOS symbols included): the number EGG's callback prints.",
+    ),
+    "egg_eos": TopsimConvention(
+        "hamming", "edit", "spearman", "distinct",
+        "EGG's distances and correlation on messages cut after their first EOS (symbol 0, kept and "
+        "counted in the length, as EGG's find_lengths), so padding does not count. EGG itself does "
+        "not cut before scoring topsim.",
+        eos=0,
     ),
     "li_bowling": TopsimConvention(
         "cosine", "levenshtein", "spearman", "all",
@@ -110,6 +122,18 @@ def _resolve(convention: str | None, **explicit: Any) -> dict[str, Any]:
             )
         chosen[name] = preset if value is None else value
     return chosen
+
+
+def _resolve_eos(convention: str | None, eos: Any) -> Any:
+    """The convention's EOS cut when ``eos`` is None; a different explicit one is a conflict."""
+    preset = None if convention is None else CONVENTIONS[convention].eos
+    if eos is None:
+        return preset
+    if preset is not None and eos != preset:
+        raise ValueError(
+            f"eos={eos!r} conflicts with convention={convention!r}, which cuts messages after eos={preset!r}"
+        )
+    return eos
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,10 +190,16 @@ def topographic_similarity(
         pairs: ``"distinct"``: unordered pairs i<j (EGG, scipy ``pdist``); ``"all"``: all N x N
             ordered pairs including i==j (Li & Bowling, Ren et al.). Self-pairs add n points at
             (0, 0), which usually raises the value: numbers under the two are not comparable.
-        convention: a named set of the four choices above, from ``CONVENTIONS``:
+        convention: a named set of the four choices above (and of EOS cutting), from ``CONVENTIONS``:
 
             - ``"egg"`` (also the defaults when no convention is given): hamming / edit /
-              spearman / distinct. A perfectly compositional language scores 1.0.
+              spearman / distinct, on the messages as given (padding and post-EOS symbols
+              count), exactly what EGG's ``TopographicSimilarity`` callback prints (and
+              emlangkit's ``compute_topographic_similarity``). A perfectly compositional
+              language scores 1.0. Training records store topsim under this convention
+              (``emergent_frl.training.RECORD_CONVENTIONS``), with and without ``--eos``.
+            - ``"egg_eos"``: the same choices on messages cut after their first EOS symbol 0
+              (``eos=0``), so trailing padding is not compared; not what EGG prints.
             - ``"li_bowling"``: cosine on one-hot objects / raw levenshtein / spearman / all.
               Their -Spearman(Levenshtein, cosine similarity) equals this.
             - ``"ren"``: attribute hamming / raw levenshtein / pearson / all.
@@ -177,9 +207,12 @@ def topographic_similarity(
             A convention fills the choices left as None. Passing a choice that differs from the
             convention's raises ValueError (a matching one is accepted), so a reported number
             always follows the convention it names.
-        eos: None (default) uses messages as given, post-EOS symbols included, as EGG does. An int
-            cuts each message after its first ``eos`` symbol (the EOS is kept and counts in the
-            length, like EGG's ``find_lengths``).
+        eos: None (default) uses messages as given, post-EOS symbols included, as EGG does
+            (``"egg_eos"`` fills in 0). An int cuts each message after its first ``eos`` symbol
+            (the EOS is kept and counts in the length, like EGG's ``find_lengths``); with
+            ``"egg_eos"`` it must be 0. On top of a convention that scores messages as given
+            (``"egg"``, ``"li_bowling"``, ``"ren"``) it is an extra choice, and the number is
+            then no longer that convention's; pass ``convention="egg_eos"`` to cut by name.
 
     Returns:
         The correlation as a float. nan, with a ``scipy.stats.ConstantInputWarning``, when all
@@ -193,6 +226,7 @@ def topographic_similarity(
         convention, meaning_distance=meaning_distance, message_distance=message_distance,
         correlation=correlation, pairs=pairs,
     )
+    eos = _resolve_eos(convention, eos)
     meaning_array = as_meanings(meanings)
     msgs = as_messages(messages, eos=eos)
     check_same_count(meaning_array.shape[0], msgs.n, "meanings", "messages")

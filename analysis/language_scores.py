@@ -26,8 +26,10 @@ LANGUAGE_FILE = "language.json"
 
 
 def final_language_topsim(run_dir, convention: str) -> float:
-    """Topsim of the run's language.json under `convention` (its EOS setting respected); a ValueError
-    naming the file when it is missing or does not hold objects and messages the metric accepts."""
+    """Topsim of the run's language.json under `convention`, on the messages as the sender emitted
+    them, as the training records score them ("egg" gives the recorded topsim exactly; "egg_eos"
+    cuts each message after its EOS); a ValueError naming the file when it is missing or does not
+    hold objects and messages the metric accepts."""
     path = pathlib.Path(run_dir) / LANGUAGE_FILE
     if not path.is_file():
         raise ValueError(f"runs: {run_dir} holds no {LANGUAGE_FILE}")
@@ -36,7 +38,7 @@ def final_language_topsim(run_dir, convention: str) -> float:
         if not isinstance(language.get(key), list):
             found = describe(language[key]) if key in language else "missing"
             raise ValueError(f"{path}: '{key}' is {found}, not a list")
-    eos = 0 if language.get("eos") else None
+    eos = 0 if language.get("eos") and convention == "egg_eos" else None
     try:
         return topographic_similarity(np.asarray(language["objects"]), language["messages"],
                                       convention=convention, eos=eos)

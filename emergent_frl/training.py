@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Callable
 
 import numpy as np
@@ -360,6 +361,13 @@ def greedy_messages(game: LanguageGame, objects: torch.Tensor | None = None) -> 
         game.sender.train(was_training)
 
 
+# The named convention (analysis.compositionality) each recorded metric is scored under, the same
+# with and without EOS: topsim as EGG's callback prints it (messages as given, padding included);
+# bosdis counting every symbol, 0 included, as emlangkit does (in fixed-length messages 0 is
+# content). posdis has a single definition (positions as given, EGG = emlangkit).
+RECORD_CONVENTIONS = MappingProxyType({"topsim": "egg", "bosdis": "emlangkit"})
+
+
 @torch.no_grad()
 def evaluate(game: LanguageGame) -> dict[str, Any]:
     """Greedy scores of the current language (both agents in eval mode; modes restored after).
@@ -368,8 +376,10 @@ def evaluate(game: LanguageGame) -> dict[str, Any]:
     candidate sets, `eval_repeats` per object); train_split_accuracy / holdout_accuracy on the split's
     parts (holdout_accuracy None without a holdout); sender_entropy: mean over objects of the
     sender's policy entropy summed over positions (nats); distinct_messages: number of different
-    greedy messages; topsim (EGG convention: attribute Hamming vs edit distance / mean length,
-    Spearman, pairs i<j), posdis, bosdis, message_entropy (bits); messages: Long [N, max_len] CPU.
+    greedy messages; topsim, posdis, bosdis, each of the messages as the sender emitted them
+    (padded, EOS not cut) under the named convention in `RECORD_CONVENTIONS`, so rescoring
+    language.json's objects and messages with that convention gives the recorded number;
+    message_entropy (bits); messages: Long [N, max_len] CPU.
     """
     modes = (game.sender.training, game.receiver.training)
     game.sender.eval()
@@ -391,11 +401,7 @@ def evaluate(game: LanguageGame) -> dict[str, Any]:
     attributes = game.space.objects().numpy()
     symbols = messages.numpy()
     eos = 0 if game.sender.eos else None
-    if game.sender.eos:
-        bag, bag_vocab = symbols, game.sender.vocab_size  # symbols after EOS are already 0
-    else:
-        # Fixed length: every symbol, 0 included, is content; shift by one so bosdis keeps symbol 0.
-        bag, bag_vocab = symbols + 1, game.sender.vocab_size + 1
+    vocab_size = game.sender.vocab_size
     several_attributes = game.space.n_attributes >= 2  # the MI gaps need two attributes
     return {
         "accuracy": scalars[0],
@@ -403,9 +409,12 @@ def evaluate(game: LanguageGame) -> dict[str, Any]:
         "holdout_accuracy": holdout,
         "sender_entropy": scalars[2],
         "distinct_messages": int(np.unique(symbols, axis=0).shape[0]),
-        "topsim": _quiet(topographic_similarity, attributes, symbols, eos=eos),
+        "topsim": _quiet(topographic_similarity, attributes, symbols, convention=RECORD_CONVENTIONS["topsim"]),
         "posdis": _quiet(posdis, attributes, symbols) if several_attributes else None,
-        "bosdis": _quiet(bosdis, attributes, bag, bag_vocab) if several_attributes else None,
+        "bosdis": (
+            _quiet(bosdis, attributes, symbols, vocab_size, convention=RECORD_CONVENTIONS["bosdis"])
+            if several_attributes else None
+        ),
         "message_entropy": float(message_entropy(symbols, eos=eos)),
         "messages": messages,
     }

@@ -268,8 +268,12 @@ def _same(a, b):
     return (np.isnan(a) and np.isnan(b)) or a == pytest.approx(b, abs=1e-12)
 
 
+# Relabelling symbols moves the EOS symbol, so conventions that cut at EOS are not invariant to it.
+AS_GIVEN = sorted(name for name, preset in CONVENTIONS.items() if preset.eos is None)
+
+
 @settings(max_examples=40, deadline=None)
-@given(languages, st.sampled_from(sorted(CONVENTIONS)))
+@given(languages, st.sampled_from(AS_GIVEN))
 def test_topsim_is_invariant_to_relabelling_symbols_values_and_objects(language, convention):
     meanings, messages, random = language
     assume(any(messages))
