@@ -36,8 +36,9 @@ from analysis.cli import ArgumentParser, one_line, run_command
 from games.presets import available_presets, load_preset
 
 # The built-in default run (no preset, no flags): the paper's object space and agents, partial
-# balanced forgetting every 3,000 iterations for 8 generations: a couple of minutes on a laptop CPU.
-DEFAULT_RUN = {"strategy": "pbf", "generations": 8, "iterations_per_generation": 3000}
+# balanced forgetting every 3,000 iterations (the paper's period) for 4 generations: about 45 s on
+# 2 CPU cores (docs/RESULTS.md, Speed), so a first run shows forgetting and relearning quickly.
+DEFAULT_RUN = {"strategy": "pbf", "generations": 4, "iterations_per_generation": 3000}
 PLOT_FILE = "topsim.png"
 
 

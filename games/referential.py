@@ -3,7 +3,7 @@
 The sender sees a target object and sends a message; the receiver picks the target among
 `--n-candidates` objects. Training runs in generations; between generations the `--strategy`
 forgets part of the agents. Without flags: the paper's 8 x 4 objects, partial balanced forgetting,
-8 generations of 3,000 iterations. Writes RUN_DIR/config.json, generations.jsonl (one record per
+4 generations of 3,000 iterations. Writes RUN_DIR/config.json, generations.jsonl (one record per
 generation), evaluations.jsonl, language.json, checkpoint.pt and topsim.png.
 """
 

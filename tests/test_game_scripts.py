@@ -257,7 +257,7 @@ def test_iterations_alone_with_a_forgetting_strategy_is_refused_not_one_silent_g
 
 @pytest.mark.parametrize(
     "flags, generations, per_generation",
-    [([], 8, 3000),
+    [([], 4, 3000),
      (["--iterations", "600", "--strategy", "no_reset"], 1, 600),
      (["--iterations", "600", "--generations", "1"], 1, 600),
      (["--iterations", "600", "--generations", "3"], 3, 200),

@@ -79,7 +79,7 @@ def test_each_flag_is_made_from_its_knob(game):
 
 def test_help_shows_the_commands_own_defaults():
     text = build_parser("referential").format_help()
-    assert "(default pbf)" in text and "(default 8)" in text  # DEFAULT_RUN, not RelearnConfig's
+    assert "(default pbf)" in text and "(default 4)" in text  # DEFAULT_RUN, not RelearnConfig's
     assert "(default 8 4)" in text and "(default none: no limit)" in text
 
 
