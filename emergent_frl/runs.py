@@ -29,12 +29,13 @@ import pathlib
 import pickle
 import re
 import secrets
-import signal
-import threading
 import zipfile
 from typing import Any, Iterator
 
 import torch
+
+from analysis.cli import sigint_held
+from analysis.runs import json_type, read_json, read_records
 
 CONFIG_FILE = "config.json"
 RECORDS_FILE = "generations.jsonl"
@@ -279,10 +280,8 @@ class RunDirectory:
         atomic_write_text(self.path / CONFIG_FILE, json.dumps(to_jsonable(config), indent=2) + "\n")
 
     def read_config(self) -> dict | None:
-        config = self.read_json(CONFIG_FILE)
-        if config is not None and not isinstance(config, dict):
-            raise ValueError(f"{self.path / CONFIG_FILE}: holds {type(config).__name__}, not a mapping of settings")
-        return config
+        target = self.path / CONFIG_FILE
+        return read_settings(target) if target.exists() else None
 
     # records ----------------------------------------------------------------------------------
     def append_record(self, record: dict, name: str = RECORDS_FILE) -> None:
@@ -298,9 +297,10 @@ class RunDirectory:
         _atomic_write(target, write)
 
     def records(self, name: str = RECORDS_FILE) -> list[dict]:
-        """The records of a .jsonl file; ValueError naming the file and line of one that is no
-        JSON object."""
-        return read_records(self.path / name)
+        """The records of a .jsonl file ([] when there is none); ValueError naming the file and
+        line of one that is no JSON object (the analysis package's reader: one rule for both)."""
+        target = self.path / name
+        return [record for _, record in read_records(target)] if target.exists() else []
 
     def truncate_records(self, n: int, name: str = RECORDS_FILE) -> None:
         """Keep the first `n` records: on resume, records written after the last checkpoint are redone."""
@@ -315,13 +315,9 @@ class RunDirectory:
         atomic_write_text(self.path / name, json.dumps(to_jsonable(obj), indent=1) + "\n")
 
     def read_json(self, name: str) -> Any:
+        """A JSON artefact (None when there is none); ValueError naming the file when it is no JSON."""
         target = self.path / name
-        if not target.exists():
-            return None
-        try:
-            return json.loads(target.read_text())
-        except (ValueError, UnicodeDecodeError) as error:
-            raise ValueError(f"{target}: is not valid JSON ({str(error).splitlines()[0][:120]})") from None
+        return read_json(target) if target.exists() else None
 
     # checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:
@@ -346,22 +342,12 @@ class RunDirectory:
         return state
 
 
-def read_records(target: pathlib.Path) -> list[dict]:
-    """The JSON objects of a .jsonl file, one per line ([] when it does not exist)."""
-    if not target.exists():
-        return []
-    out = []
-    for number, line in enumerate(target.read_text(errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            raise ValueError(f"{target}: line {number} is not valid JSON") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{target}: line {number} holds {type(record).__name__}, not a record")
-        out.append(record)
-    return out
+def read_settings(path: str | os.PathLike) -> dict[str, Any]:
+    """A run's config.json: a ValueError naming the file when it is no JSON or no mapping."""
+    settings = read_json(path)
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path}: holds {json_type(settings)}, not a mapping of settings")
+    return settings
 
 
 def _torch_save(state: dict, handle) -> None:
@@ -395,18 +381,9 @@ def ctrl_c_deferred() -> Iterator[None]:
     checkpoint write: torch.save interrupted mid-record leaves its zip writer alive with a closed
     file, fails with a RuntimeError, and the process may later abort (SIGABRT) when the writer is
     destroyed; deferred, the checkpoint finishes (well under a second) and the generation is saved.
-    Only where Python's own handler is installed (the main thread of a plain process): a program
-    that handles or ignores SIGINT itself keeps its way."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    Only where Python's own handler is installed (`analysis.cli.sigint_held`)."""
+    with sigint_held() as pending:
         yield
-        return
-    pending: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda number, frame: pending.append(number))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if pending:
         raise DeferredInterrupt("interrupted after the write finished")
 

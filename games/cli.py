@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import pathlib
 import sys
 import time
@@ -30,7 +29,7 @@ import torch
 from emergent_frl.batched import ENGINES, parse_seeds, recorded_engine, run_language_batched
 from emergent_frl.knobs import add_knob_arguments, flag_for
 from emergent_frl.relearn import GENERATIONS, NonFiniteError, RelearnConfig, run_language, split_config
-from emergent_frl.runs import CONFIG_FILE, check_new_folder, dumps
+from emergent_frl.runs import CONFIG_FILE, check_new_folder, dumps, read_settings
 from emergent_frl.training import GAME, OUTPUT, TRAINING, ConfigError, Interrupted, LanguageGameConfig
 from analysis.cli import ArgumentParser, one_line, run_command
 from games.presets import available_presets, load_preset
@@ -264,13 +263,7 @@ def saved_config(run_dir: str) -> dict[str, Any]:
     path = pathlib.Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise ValueError(f"--resume: {run_dir} holds no {CONFIG_FILE}; is it a run directory?")
-    try:
-        saved = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: is not valid JSON ({str(error).splitlines()[0][:120]})") from None
-    if not isinstance(saved, dict):
-        raise ValueError(f"{path}: holds {type(saved).__name__}, not a mapping of settings")
-    return saved
+    return read_settings(path)
 
 
 def _saved_launch(args: argparse.Namespace) -> dict[str, Any]:
