@@ -17,6 +17,7 @@ import contextlib
 import errno
 import signal
 import sys
+import threading
 from typing import Callable, Iterator, NoReturn
 
 BAD_INPUT, FAULT, INTERRUPTED = 2, 1, 130
@@ -70,21 +71,35 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 @contextlib.contextmanager
+def sigint_held() -> Iterator[list[int]]:
+    """Ctrl-C inside the block is noted in the yielded list instead of raised, for steps that must
+    not be cut in the middle; the caller acts on it when the block ends. Only where Python's own
+    handler is installed in the main thread: a program that handles or ignores SIGINT itself keeps
+    its way (the list then stays empty)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield []
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: pending.append(number))
+    try:
+        yield pending
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
 def starting(module_name: str) -> Iterator[None]:
     """Around a command's heavy imports (torch takes seconds): a Ctrl-C there is the same single
     line and exit 130 as anywhere else. The signal is held until the imports end, because a
     KeyboardInterrupt inside a library's import leaves it half-loaded (numpy then refuses to load
     again, with a traceback, or the interrupt is lost). Only when the module runs as the program
-    (`module_name == "__main__"`, Python's own SIGINT handler in place); a library import is left alone."""
-    if module_name != "__main__" or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    (`module_name == "__main__"`); a library import is left alone."""
+    if module_name != "__main__":
         yield
         return
-    pending: list[int] = []
-    signal.signal(signal.SIGINT, lambda number, frame: pending.append(number))
-    try:
+    with sigint_held() as pending:
         yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     if pending:
         print("interrupted while starting; nothing was written", file=sys.stderr)
         raise SystemExit(INTERRUPTED)
