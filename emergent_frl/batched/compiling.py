@@ -8,6 +8,7 @@ not every machine has, so "auto" tries it once and otherwise trains eager with a
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any, Callable
 
@@ -28,6 +29,20 @@ def compile_mode(compile: bool | str) -> tuple[bool, str | None, bool]:
     if compile in MODES:
         return True, compile, False
     raise ValueError(f"compile={compile!r}: must be {COMPILE_CHOICES}")
+
+
+class _NoCudaRuntimeNote(logging.Filter):
+    """Drops torch's "No CUDA runtime is found, using CUDA_HOME=..." note, which a CUDA build of
+    torch logs on a machine without a GPU when inductor first loads its C++ toolchain: nothing is
+    wrong, and a run's stderr stays for what concerns the run (one line when it fails)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No CUDA runtime is found" not in record.getMessage()
+
+
+_CPP_EXTENSION_LOG = logging.getLogger("torch.utils.cpp_extension")
+if not any(isinstance(f, _NoCudaRuntimeNote) for f in _CPP_EXTENSION_LOG.filters):
+    _CPP_EXTENSION_LOG.addFilter(_NoCudaRuntimeNote())
 
 
 class MaybeCompiled:
