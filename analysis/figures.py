@@ -5,12 +5,15 @@ it in one rename, so a failed write leaves an older figure as it was."""
 
 from __future__ import annotations
 
+import io
 import os
 import pathlib
 import secrets
+import sys
 from typing import Any
 
 DEFAULT_FORMAT = "png"  # what matplotlib writes for a name without an extension
+DPI = 120
 
 
 def pyplot() -> Any:
@@ -21,6 +24,46 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kwargs: Any) -> tuple[Any, Any]:
+    """(figure, 2-d array of axes) drawn without pyplot: the global backend is left as the caller
+    (a notebook, a GUI) set it, and nothing is kept alive after the figure is dropped."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=False, **kwargs)
+
+
+def add_note(fig: Any, text: str) -> None:
+    """A small grey line under the panels (e.g. which config fields differ between the curves)."""
+    if text:
+        fig.text(0.01, 0.005, text, fontsize=7, color="0.35", ha="left", va="bottom", wrap=True)
+
+
+def png_bytes(fig: Any, title: str | None = None) -> bytes:
+    """The figure as PNG bytes (for embedding in a report), titled and laid out like `save_figure`."""
+    _finish(fig, title)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=DPI, format="png")
+    _close(fig)
+    return buffer.getvalue()
+
+
+def _finish(fig: Any, title: str | None) -> None:
+    if title:
+        fig.suptitle(title)
+    if fig.get_layout_engine() is None:  # a figure made with its own layout (constrained) keeps it
+        bottom = 0.06 if any(t.get_position()[1] < 0.02 for t in fig.texts) else 0.0
+        fig.tight_layout(rect=(0, bottom, 1, 1))
+
+
+def _close(fig: Any) -> None:
+    """Free a pyplot-managed figure (long sweeps plot many); a plain Figure needs nothing. pyplot
+    is not imported for it, so the global backend stays as it was."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None and getattr(fig.canvas, "manager", None) is not None:
+        plt.close(fig)
 
 
 def image_formats() -> list[str]:
@@ -62,17 +105,15 @@ def label_axes(ax: Any, xlabel: str, ylabel: str, *, grid: bool = True) -> None:
         ax.legend(fontsize=8)
 
 
-def save_figure(fig: Any, out: str | os.PathLike, title: str) -> pathlib.Path:
+def save_figure(fig: Any, out: str | os.PathLike, title: str | None) -> pathlib.Path:
     """Title, tight layout, write the figure to `image_target(out)` through a temporary file and one
     rename, free the figure (long sweeps plot many); returns the path written."""
-    plt = pyplot()
     try:
         target = image_target(out)
-        fig.suptitle(title)
-        fig.tight_layout()
+        _finish(fig, title)
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
         try:
-            fig.savefig(tmp, dpi=120, format=target.suffix[1:].lower())
+            fig.savefig(tmp, dpi=DPI, format=target.suffix[1:].lower())
             os.replace(tmp, target)
         except OSError as error:  # named after the figure asked for, not the temporary file
             raise OSError(error.errno, error.strerror or str(error), str(target)) from None
@@ -80,5 +121,5 @@ def save_figure(fig: Any, out: str | os.PathLike, title: str) -> pathlib.Path:
             if tmp.exists():
                 tmp.unlink()
     finally:
-        plt.close(fig)
+        _close(fig)
     return target

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 from ._parser import ArgumentParser, confidence
 from .cli import run_command
-from .figures import image_target, label_axes, pyplot, save_figure
+from .figures import image_target, label_axes, new_figure, save_figure
 from .runs import describe, is_number, read_object
 from .stats import mean_ci
 
@@ -164,7 +164,8 @@ def plot_probe(probes: list[dict[str, Any]], out: str, metric: str = "accuracy",
     Returns the file written."""
     summary = probe_summary(probes, metric, confidence)
     groups = summary["groups"]
-    fig, (bars, lines) = pyplot().subplots(1, 2, figsize=(10.5, 3.9))
+    fig, axes = new_figure(1, 2, figsize=(10.5, 3.9))
+    bars, lines = axes[0]
     width = 0.38
     for offset, phase, shade in ((-width / 2, "before", 0.9), (width / 2, "after", 0.45)):
         means = [summary["per_group"][g][phase][0] for g in groups]

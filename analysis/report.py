@@ -5,6 +5,10 @@ With `--since N`, also each run's mean over its records from iteration N on (the
 with `--until N`, the runs as they stood at iteration N. Runs pool as seeds only when their
 configurations agree (strategy, game and every other experiment field; the row names the fields in
 which the runs differ).
+
+With `--html report.html`, also one self-contained HTML file (analysis.html_report): the table, the
+configuration differences, the curves across and inside generations (forgetting marked) and the
+language figures, images embedded.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from .cli import run_command
 from .curves import final_values, window_means
 from .runs import load_runs, require_key, require_records, require_runs, truncate_runs
 from .stats import format_mean_ci
+from . import html_report
 
 PROG = "python -m analysis.report"
 DEFAULT_METRICS = ("accuracy", "topsim")
@@ -73,12 +78,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until", type=float, default=None, metavar="N",
                         help="use each run's records up to --x N only (the runs as they stood at N)")
     parser.add_argument("--x", default="iteration", help="record key --since/--until refer to (default iteration)")
+    parser.add_argument("--html", default=None, metavar="FILE",
+                        help="also write one self-contained HTML report (tables, figures, languages) to FILE")
     args = parser.parse_args(argv)
 
     def report() -> None:
         confidence(args.confidence)
+        if args.html is not None:
+            html_report.html_target(args.html)
         runs = load_for_table(args.runs, args.until, args.since, args.x)
-        print(markdown_table(runs, check_metrics(runs, args.metric), args.confidence, since=args.since, x=args.x))
+        metrics = check_metrics(runs, args.metric)
+        table = markdown_table(runs, metrics, args.confidence, since=args.since, x=args.x)
+        print(table)
+        if args.html is not None:
+            until = args.until if args.x == "iteration" else None
+            page = html_report.render(runs, args.runs, table, metrics, confidence=args.confidence, until=until)
+            print(f"wrote {html_report.write_html(page, args.html)}", file=sys.stderr)
 
     return run_command(report, PROG)
 

@@ -35,7 +35,8 @@ CONFIG_FILE = "config.json"
 
 # Config fields that say how or where a run was launched, not which experiment it belongs to.
 PER_RUN_FIELDS = frozenset({"seed", "device", "argv", "out", "resume", "engine", "compile", "sweep_run", "preset",
-                            "threads", "progress", "plot", "data_root", "workers"})
+                            "threads", "progress", "plot", "data_root", "workers", "versions",
+                            "difficulty_probes", "wider_metrics"})
 UNSET = "(unset)"  # a field one run's config lacks while another's has it
 _PLAIN = re.compile(r"[\w.+\-/:]+")  # values shown without JSON quotes in a label
 
@@ -203,9 +204,10 @@ def require_records(runs: list[dict[str, Any]]) -> None:
 
 # -- record values -----------------------------------------------------------------------------------
 def where(run: dict[str, Any], index: int) -> str:
-    """'RUN/generations.jsonl: line N' of the run's record `index`."""
+    """'RUN/generations.jsonl: line N' of the run's record `index` (the run's "file" when it names
+    another, e.g. evaluations.jsonl)."""
     lines = run.get("lines")
-    file = pathlib.Path(run["path"]) / RECORDS_FILE
+    file = pathlib.Path(run["path"]) / run.get("file", RECORDS_FILE)  # evaluations name their own file
     if lines is not None and index < len(lines):
         return f"{file}: line {lines[index]}"
     return f"{file}: record {index + 1}"
@@ -369,6 +371,31 @@ def run_groups(runs: list[dict[str, Any]]) -> list[Group]:
 def run_labels(runs: list[dict[str, Any]]) -> list[str]:
     """The label of each run's group (see `run_groups`), computed over all `runs` together."""
     return [group.label for group in run_groups(runs)]
+
+
+def differing_fields(runs: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Every experiment field (the strategy included) that takes more than one value among `runs`,
+    with its values as labels show them, sorted: what a figure or report over these runs compares,
+    including settings that only follow the strategy and so stay out of the labels."""
+    per_run = [{"strategy": strategy_of(run), **experiment_fields(run["config"])} for run in runs]
+    names = sorted({k for fields in per_run for k in fields}, key=lambda k: (k not in ("game", "strategy"), k))
+    out = {}
+    for name in names:
+        values = sorted({fields.get(name, UNSET) for fields in per_run})
+        if len(values) > 1:
+            out[name] = values
+    return out
+
+
+def differences_note(runs: list[dict[str, Any]], *, limit: int = 160) -> str:
+    """One line for under a figure: 'configs differ in: strategy (no_reset, pbf); hidden_size (16,
+    64)', or 'one configuration (game=referential)' when the runs share all experiment fields."""
+    differing = differing_fields(runs)
+    if not differing:
+        game = {run["config"].get("game") for run in runs} - {None}
+        return f"one configuration{f' (game={game.pop()})' if len(game) == 1 else ''}, {len(runs)} run(s)"
+    text = "configs differ in: " + "; ".join(f"{k} ({', '.join(v)})" for k, v in differing.items())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def run_seed(run: dict[str, Any]) -> Any:

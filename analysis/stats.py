@@ -41,3 +41,41 @@ def format_mean_ci(values: Iterable[float | None], confidence: float = 0.95, *, 
         return "-"
     text = f"{mean:+.3f}" if signed else f"{mean:.3f}"
     return text if math.isnan(half) else f"{text} ± {half:.3f}"
+
+
+# -- the range a metric can take, so a confidence band never claims impossible values ----------------
+_UNIT = (0.0, 1.0)
+_SIGNED_UNIT = (-1.0, 1.0)
+_NON_NEGATIVE = (0.0, math.inf)
+_ANY = (-math.inf, math.inf)
+_EXACT = {"topsim": _SIGNED_UNIT, "posdis": _UNIT, "bosdis": _UNIT, "distinct_messages": _NON_NEGATIVE,
+          "forgotten_parameters": _NON_NEGATIVE, "seconds": _NON_NEGATIVE}
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """(low, high) of the values `metric` can take, from its name: accuracies, posdis, bosdis and
+    forgotten fractions in [0, 1], topsim (a rank correlation) in [-1, 1], entropies and counts
+    >= 0, anything else (losses) unbounded. `X_after_forgetting` is X's range."""
+    name = metric.removesuffix("_after_forgetting")
+    if name in _EXACT:
+        return _EXACT[name]
+    if name.startswith("topsim"):
+        return _SIGNED_UNIT
+    if name.endswith(("accuracy", "_fraction")):
+        return _UNIT
+    if "entropy" in name:
+        return _NON_NEGATIVE
+    return _ANY
+
+
+def clipped_band(means: Iterable[float], half_widths: Iterable[float], metric: str) -> tuple[list[float], list[float]]:
+    """Lower and upper edges of mean +- half-width, clipped to `metric_range(metric)`: with two
+    seeds a t interval is wide (t = 12.7), and 0.558 +- 2.217 must not draw topsim above 1. A nan
+    half-width (one value) gives a band of zero width at the mean."""
+    low, high = metric_range(metric)
+    lower, upper = [], []
+    for mean, half in zip(means, half_widths):
+        half = 0.0 if math.isnan(half) else half
+        lower.append(min(max(mean - half, low), high))
+        upper.append(max(min(mean + half, high), low))
+    return lower, upper

@@ -69,8 +69,7 @@ def main(argv=None) -> int:
         for _ in range(5):
             runs.train_step()
         train = best_seconds(lambda: [runs.train_step() for _ in range(args.iterations)], 2) / args.iterations
-        game = runs.members[0].game
-        runs.game.store(0, game)
+        game = runs.members[0].game  # its tensors are views of the batch's stacked ones
         metrics = {}
         evaluation = best_seconds(lambda: metrics.update(evaluate(game)), args.repeats)
         attributes = game.space.objects().numpy()

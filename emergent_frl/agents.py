@@ -29,15 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CELLS: dict[str, type[nn.RNNCellBase]] = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
+from emergent_frl.cells import CELLS, RecurrentCell, State, make_cell
+from emergent_frl.noise import Randomness, exponential_noise, one_hot, sample_categorical
+
 CHANNELS = ("reinforce", "gumbel")
-
-
-def make_cell(cell: str, input_size: int, hidden_size: int) -> nn.RNNCellBase:
-    """One recurrent cell by name: "lstm", "gru" or "rnn" (tanh)."""
-    if cell not in CELLS:
-        raise ValueError(f"cell={cell!r}: must be one of {sorted(CELLS)}")
-    return CELLS[cell](input_size, hidden_size)
+__all__ = [
+    "CELLS", "CHANNELS", "ReceiverOutput", "ReconstructionReceiver", "ReferentialReceiver", "Sender", "SenderOutput",
+    "StartToken", "categorical_entropy", "exponential_noise", "find_lengths", "make_cell", "one_hot", "sample_categorical",
+]
 
 
 def find_lengths(message: torch.Tensor) -> torch.Tensor:
@@ -47,17 +46,6 @@ def find_lengths(message: torch.Tensor) -> torch.Tensor:
     seen_eos = is_eos.cumsum(1) > 0
     # Positions before the first EOS, plus the EOS itself.
     return ((~seen_eos).sum(1) + is_eos.any(1).long()).clamp(max=max_len)
-
-
-def exponential_noise(shape_like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Exp(1) draws (> 0) from `generator`; -log of them is Gumbel noise."""
-    noise = torch.empty_like(shape_like).exponential_(generator=generator)
-    return noise.clamp_min(torch.finfo(noise.dtype).tiny)
-
-
-def sample_categorical(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One draw per row from softmax(logits) by the Gumbel-max trick (no host sync, seeded)."""
-    return (logits - exponential_noise(logits, generator).log()).argmax(-1)
 
 
 def categorical_entropy(log_probs: torch.Tensor) -> torch.Tensor:
@@ -107,21 +95,7 @@ class SenderOutput:
     length: torch.Tensor
 
 
-class _Recurrent(nn.Module):
-    """Shared step logic: one cell, LSTM or not, hidden state as a (h, c) pair or h alone."""
-
-    cell: nn.RNNCellBase
-
-    def _step(self, inputs: torch.Tensor, state):
-        if isinstance(self.cell, nn.LSTMCell):
-            return self.cell(inputs, state)
-        return self.cell(inputs, state[0]), None
-
-    def _initial_state(self, h: torch.Tensor):
-        return (h, torch.zeros_like(h)) if isinstance(self.cell, nn.LSTMCell) else (h, None)
-
-
-class Sender(_Recurrent):
+class Sender(nn.Module):
     """Object (one-hot) -> message of `max_len` symbols from a vocabulary of `vocab_size`.
 
     Submodules: `encoder` (object -> initial hidden), `start` (first input), `embedding` (symbol
@@ -166,43 +140,52 @@ class Sender(_Recurrent):
         self.encoder = nn.Linear(input_size, hidden_size)
         self.start = StartToken(cell_input, learned=learned_start)
         self.embedding = None if embed_size is None else nn.Linear(vocab_size, embed_size, bias=False)
-        self.cell = make_cell(cell, cell_input, hidden_size)
+        self.cell: RecurrentCell = make_cell(cell, cell_input, hidden_size)
         self.head = nn.Linear(hidden_size, vocab_size)
 
-    def _embed(self, one_hot: torch.Tensor) -> torch.Tensor:
-        return one_hot if self.embedding is None else self.embedding(one_hot)
+    def _embed(self, one_hot_symbols: torch.Tensor) -> torch.Tensor:
+        return one_hot_symbols if self.embedding is None else self.embedding(one_hot_symbols)
 
-    def _choose(self, logits: torch.Tensor, generator: torch.Generator | None):
+    def _first_step(self, x: torch.Tensor) -> State:
+        """The first cell step from h0 = encoder(x) (c0 = 0) and the start token. A zero start
+        token is a zero input (its product is skipped); when the object code is narrower than the
+        hidden state, W_hh @ h0 is formed as [W_hh W_enc] x + W_hh b_enc (matrix-chain order)."""
+        start = self.start(x.shape[0]) if self.start.learned else None
+        cell, encoder = self.cell, self.encoder
+        if cell.chains_first_step and encoder.in_features < encoder.out_features:
+            chained = F.linear(x, cell.weight_hh @ encoder.weight, cell.weight_hh @ encoder.bias)
+            return cell(start, None, hidden_product=chained)
+        return cell(start, (encoder(x), None))
+
+    def _choose(self, logits: torch.Tensor, generator: Randomness):
         """(symbol Long [B], one-hot-like Float [B, V]) for one step."""
         if not self.training:
             symbol = logits.argmax(-1)
-            return symbol, F.one_hot(symbol, self.vocab_size).to(logits.dtype)
+            return symbol, one_hot(symbol, self.vocab_size, logits.dtype)
         if self.channel == "reinforce":
             symbol = sample_categorical(logits, generator)
-            return symbol, F.one_hot(symbol, self.vocab_size).to(logits.dtype)
+            return symbol, one_hot(symbol, self.vocab_size, logits.dtype)
         gumbel = -exponential_noise(logits, generator).log()
         soft = F.softmax((logits + gumbel) / self.temperature, dim=-1)
         symbol = soft.argmax(-1)
         if not self.straight_through:
             return symbol, soft
-        hard = F.one_hot(symbol, self.vocab_size).to(soft.dtype)
+        hard = one_hot(symbol, self.vocab_size, soft.dtype)
         return symbol, hard + soft - soft.detach()
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> SenderOutput:
-        batch = x.shape[0]
-        state = self._initial_state(self.encoder(x))
-        inputs = self.start(batch)
+    def forward(self, x: torch.Tensor, generator: Randomness = None) -> SenderOutput:
         symbols, one_hots, log_probs, entropies = [], [], [], []
+        state = None
         for _ in range(self.max_len):
-            state = self._step(inputs, state)
+            state = self._first_step(x) if state is None else self.cell(inputs, state)
             logits = self.head(state[0])
             log_p = F.log_softmax(logits, dim=-1)
-            symbol, one_hot = self._choose(logits, generator)
+            symbol, symbol_vector = self._choose(logits, generator)
             symbols.append(symbol)
-            one_hots.append(one_hot)
-            log_probs.append(log_p.gather(1, symbol.unsqueeze(1)).squeeze(1))
+            one_hots.append(symbol_vector)
+            log_probs.append(log_p.gather(-1, symbol.unsqueeze(-1)).squeeze(-1))
             entropies.append(categorical_entropy(log_p))
-            inputs = self._embed(one_hot)
+            inputs = self._embed(symbol_vector)
         message = torch.stack(symbols, 1)
         return self._finish(message, torch.stack(one_hots, 1), torch.stack(log_probs, 1),
                             torch.stack(entropies, 1))
@@ -234,14 +217,13 @@ class Sender(_Recurrent):
                 f"{tuple(messages.shape)}"
             )
         messages = messages.long()
-        state = self._initial_state(self.encoder(x))
-        inputs = self.start(x.shape[0])
         log_probs = []
+        state = None
         for t in range(self.max_len):
-            state = self._step(inputs, state)
+            state = self._first_step(x) if state is None else self.cell(inputs, state)
             log_p = F.log_softmax(self.head(state[0]), dim=-1)
             log_probs.append(log_p.gather(1, messages[:, t : t + 1]).squeeze(1))
-            inputs = self._embed(F.one_hot(messages[:, t], self.vocab_size).to(log_p.dtype))
+            inputs = self._embed(one_hot(messages[:, t], self.vocab_size, log_p.dtype))
         log_probs = torch.stack(log_probs, 1)
         if self.eos:
             keep = torch.arange(self.max_len, device=x.device).unsqueeze(0) < find_lengths(
@@ -265,7 +247,7 @@ class ReceiverOutput:
     entropy: torch.Tensor
 
 
-class _MessageReader(_Recurrent):
+class _MessageReader(nn.Module):
     """An RNN that reads one-hot message vectors from a zero state up to each message's length."""
 
     def __init__(self, vocab_size: int, hidden_size: int, cell: str, embed_size: int | None):
@@ -275,19 +257,19 @@ class _MessageReader(_Recurrent):
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.embedding = None if embed_size is None else nn.Linear(vocab_size, embed_size, bias=False)
-        self.cell = make_cell(cell, vocab_size if embed_size is None else embed_size, hidden_size)
+        self.cell: RecurrentCell = make_cell(cell, vocab_size if embed_size is None else embed_size, hidden_size)
 
     def read(self, symbols: torch.Tensor, length: torch.Tensor | None = None) -> torch.Tensor:
-        """Final hidden state [B, H] after the first `length` symbols of each message."""
-        batch, max_len, _ = symbols.shape
+        """Final hidden state [B, H] after the first `length` symbols of each message (every
+        message has at least one). The zero initial state is None: its products are skipped."""
         inputs = symbols if self.embedding is None else self.embedding(symbols)
-        state = self._initial_state(symbols.new_zeros(batch, self.hidden_size))
-        for t in range(max_len):
-            new = self._step(inputs[:, t], state)
+        state = self.cell(inputs[:, 0], None)
+        for t in range(1, symbols.shape[1]):
+            new = self.cell(inputs[:, t], state)
             if length is None:
                 state = new
                 continue
-            active = (length > t).unsqueeze(1)
+            active = (length > t).unsqueeze(-1)
             state = tuple(None if s is None else torch.where(active, n, s) for n, s in zip(new, state))
         return state[0]
 
@@ -316,11 +298,14 @@ class ReferentialReceiver(_MessageReader):
         symbols: torch.Tensor,
         candidates: torch.Tensor,
         length: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Randomness = None,
     ) -> ReceiverOutput:
         message = self.head(self.read(symbols, length))  # [B, H]
-        keys = self.candidate_encoder(candidates)  # [B, K, H]
-        logits = torch.einsum("bh,bkh->bk", message, keys)
+        # (W_c k + b_c) . m computed as k . (W_c^T m) + b_c . m: the same sum without encoding
+        # every candidate ([B, K, H]).
+        encoder = self.candidate_encoder
+        projected = message @ encoder.weight  # [B, D]
+        logits = (candidates * projected.unsqueeze(-2)).sum(-1) + (message * encoder.bias).sum(-1, keepdim=True)
         log_p = F.log_softmax(logits, dim=-1)
         choice = sample_categorical(logits, generator) if self.training else logits.argmax(-1)
         return ReceiverOutput(
@@ -355,7 +340,7 @@ class ReconstructionReceiver(_MessageReader):
         self,
         symbols: torch.Tensor,
         length: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Randomness = None,
     ) -> ReceiverOutput:
         logits = self.head(self.read(symbols, length))
         blocks = torch.split(logits, list(self.n_values), dim=-1)

@@ -37,7 +37,7 @@ from emergent_frl.agents import (
     Sender,
     SenderOutput,
 )
-from emergent_frl.objects import CandidateSampler, ObjectSpace, Split, sample_objects
+from emergent_frl.objects import CandidateSampler, ObjectSpace, Split
 
 LossFn = Callable[..., tuple[torch.Tensor, dict[str, Any]]]
 
@@ -111,8 +111,14 @@ class RunningMeanBaseline(nn.Module):
 
     @torch.no_grad()
     def update(self, value: torch.Tensor) -> None:
-        self.count += 1
-        self.mean += (value.detach().mean() - self.mean) / self.count
+        self.mean, self.count = self.updated(self.mean, self.count, value.detach().mean())
+
+    @staticmethod
+    def updated(mean: torch.Tensor, count: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean and count after one more value, in place (also for many runs' stacked buffers)."""
+        count += 1
+        mean += (value - mean) / count
+        return mean, count
 
 
 class LanguageGame(nn.Module):
@@ -151,12 +157,31 @@ class LanguageGame(nn.Module):
         self.receiver = receiver
         self.channel = channel
         self.loss_fn = loss if loss is not None else default_loss
-        self.sender_entropy_coeff = sender_entropy_coeff
-        self.receiver_entropy_coeff = receiver_entropy_coeff
+        # A buffer, not two floats: runs trained as one computation may each have their own.
+        self.register_buffer("entropy_coeffs", torch.tensor([float(sender_entropy_coeff),
+                                                             float(receiver_entropy_coeff)]), persistent=False)
         self.baseline = RunningMeanBaseline() if baseline else None
         self.batch_size = batch_size
         self.split = split if split is not None else space.split("none", 0.0, 0)
         self.register_buffer("train_pool", self.split.train.clone(), persistent=False)
+
+    @property
+    def sender_entropy_coeff(self) -> float:
+        return float(self.entropy_coeffs[0])
+
+    @sender_entropy_coeff.setter
+    def sender_entropy_coeff(self, value: float) -> None:
+        with torch.no_grad():
+            self.entropy_coeffs[0] = float(value)
+
+    @property
+    def receiver_entropy_coeff(self) -> float:
+        return float(self.entropy_coeffs[1])
+
+    @receiver_entropy_coeff.setter
+    def receiver_entropy_coeff(self, value: float) -> None:
+        with torch.no_grad():
+            self.entropy_coeffs[1] = float(value)
 
     @property
     def device(self) -> torch.device:
@@ -174,7 +199,13 @@ class LanguageGame(nn.Module):
         aux_input: dict[str, Any] | None = None,
         *,
         generator: torch.Generator | None = None,
+        update_baseline: bool = True,
+        baseline_value: torch.Tensor | None = None,
     ) -> GameOutput:
+        """One game round. `update_baseline=False`: leave the running-mean baseline to the caller,
+        and `baseline_value`: the mean to subtract instead of reading the buffer (many runs trained
+        as one, possibly compiled, computation pass a copy and update theirs after the step, so the
+        compiled backward never reads a buffer changed since the forward)."""
         sender_out = self.sender(sender_input, generator=generator)
         receiver_out = self._listen(sender_out, receiver_input, generator)
         task_loss, aux = self.loss_fn(
@@ -192,18 +223,18 @@ class LanguageGame(nn.Module):
                 f"{tuple(task_loss.shape)}; do not reduce it over the batch"
             )
         entropy_bonus = (
-            self.sender_entropy_coeff * sender_out.entropy.mean()
-            + self.receiver_entropy_coeff * receiver_out.entropy.mean()
+            self.entropy_coeffs[0] * sender_out.entropy.mean()
+            + self.entropy_coeffs[1] * receiver_out.entropy.mean()
         )
         if self.channel == "reinforce":
             advantage = task_loss.detach()
             if self.baseline is not None:
-                advantage = advantage - self.baseline()
+                advantage = advantage - (self.baseline() if baseline_value is None else baseline_value)
             policy = (advantage * (sender_out.log_prob + receiver_out.log_prob)).mean()
             loss = policy - entropy_bonus + task_loss.mean()
         else:
             loss = task_loss.mean() - entropy_bonus
-        if self.baseline is not None and torch.is_grad_enabled():
+        if self.baseline is not None and update_baseline and torch.is_grad_enabled():
             self.baseline.update(task_loss)
         return GameOutput(
             loss=loss,
@@ -216,6 +247,27 @@ class LanguageGame(nn.Module):
             length=sender_out.length,
             aux={k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in aux.items()},
         )
+
+    def sample_batch(self, batch_size: int, generator: torch.Generator) -> GameBatch:
+        """One training batch from the training split, drawn with `generator`: the random draws
+        (`draw_batch`), then the batch they make (`batch_from_draws`). A subclass may override this
+        instead of the two; many runs then sample one by one."""
+        return self.batch_from_draws(self.draw_batch(batch_size, generator))
+
+    def draw_batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def batch_from_draws(self, draws: tuple[torch.Tensor, ...]) -> GameBatch:
+        """The batch `draw_batch`'s draws make; draws may carry leading dimensions (many runs'
+        draws stacked), and so does the batch."""
+        raise NotImplementedError
+
+    def samples_by_draws(self) -> bool:
+        """True when `sample_batch` is `draw_batch` + `batch_from_draws` (not overridden alone)."""
+        for klass in type(self).__mro__:
+            if "sample_batch" in vars(klass):
+                return klass is LanguageGame or "batch_from_draws" in vars(klass)
+        return False
 
     def play(self, batch: GameBatch, generator: torch.Generator | None = None) -> GameOutput:
         return self(batch.sender_input, batch.labels, batch.receiver_input, batch.aux_input,
@@ -302,7 +354,7 @@ class ReferentialGame(LanguageGame):
         return self._samplers[device]
 
     def make_batch(self, candidates: torch.Tensor, position: torch.Tensor) -> GameBatch:
-        target = candidates.gather(1, position.unsqueeze(1)).squeeze(1)
+        target = candidates.gather(-1, position.unsqueeze(-1)).squeeze(-1)
         return GameBatch(
             sender_input=self.space.encode_index(target),
             labels=position,
@@ -310,9 +362,11 @@ class ReferentialGame(LanguageGame):
             objects=target,
         )
 
-    def sample_batch(self, batch_size: int, generator: torch.Generator) -> GameBatch:
-        candidates, position = self.sampler_for(generator.device).sample(batch_size, generator)
-        return self.make_batch(candidates, position)
+    def draw_batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        return self.sampler_for(generator.device).draw(batch_size, generator)
+
+    def batch_from_draws(self, draws: tuple[torch.Tensor, ...]) -> GameBatch:
+        return self.make_batch(*self.sampler_for(draws[0].device).arrange(*draws))
 
     def evaluation_batches(self) -> dict[str, GameBatch]:
         batches = {}
@@ -372,8 +426,12 @@ class ReconstructionGame(LanguageGame):
             objects=objects,
         )
 
-    def sample_batch(self, batch_size: int, generator: torch.Generator) -> GameBatch:
-        return self.make_batch(sample_objects(self.train_pool, batch_size, generator))
+    def draw_batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        return (torch.randint(self.train_pool.numel(), (batch_size,), generator=generator,
+                              device=self.train_pool.device),)
+
+    def batch_from_draws(self, draws: tuple[torch.Tensor, ...]) -> GameBatch:
+        return self.make_batch(self.train_pool[draws[0]])
 
     def evaluation_batches(self) -> dict[str, GameBatch]:
         batches = {"all": self.make_batch(self.eval_all_objects)}

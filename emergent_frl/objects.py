@@ -217,8 +217,8 @@ class CandidateSampler:
         self.distractor_attributes = space.attributes_of(self.distractors)
 
     def distractor_relations(self, target_attr: torch.Tensor, distractors_attr: torch.Tensor):
-        """[B, P] masks: distractor differs from the target; distractor is easy (shares nothing)."""
-        shared = (target_attr.unsqueeze(1) == distractors_attr.unsqueeze(0)).sum(-1)
+        """[..., P] masks: distractor differs from the target; distractor is easy (shares nothing)."""
+        shared = (target_attr.unsqueeze(-2) == distractors_attr).sum(-1)
         return shared < self.space.n_attributes, shared == 0
 
     def _check_feasible(self, targets: torch.Tensor, distractors: torch.Tensor) -> None:
@@ -241,42 +241,51 @@ class CandidateSampler:
 
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(candidates [B, K] object indices, target_position [B] Long); targets drawn uniformly."""
-        row = torch.randint(
-            self.targets.numel(), (batch_size,), generator=generator, device=self.targets.device
-        )
-        return self._draw(self.targets[row], self.target_attributes[row], generator)
+        return self.arrange(*self.draw(batch_size, generator))
+
+    def draw(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """The random draws of `sample`, in its order: target rows [B], distractor keys [B, P],
+        target positions [B]. Kept apart from `arrange` so that many runs' draws (each from its own
+        generator) can be arranged in one call."""
+        device = self.targets.device
+        row = torch.randint(self.targets.numel(), (batch_size,), generator=generator, device=device)
+        keys = torch.rand(batch_size, self.distractors.numel(), generator=generator, device=device)
+        position = torch.randint(self.n_candidates, (batch_size,), generator=generator, device=device)
+        return row, keys, position
+
+    def arrange(self, row: torch.Tensor, keys: torch.Tensor, position: torch.Tensor):
+        """Candidate sets from `draw`'s draws, for any leading dimensions (e.g. [S, B] for S runs)."""
+        return self._arrange(self.targets[row], self.target_attributes[row], keys, position)
 
     def sample_for(self, targets: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Candidate sets for the given target objects (indices [B]), e.g. fixed evaluation sets."""
         targets = targets.to(self.targets.device)
-        return self._draw(targets, self.space.attributes_of(targets), generator)
-
-    def _draw(self, target: torch.Tensor, target_attr: torch.Tensor, generator: torch.Generator):
         device = self.targets.device
-        batch_size = target.shape[0]
+        keys = torch.rand(targets.shape[0], self.distractors.numel(), generator=generator, device=device)
+        position = torch.randint(self.n_candidates, (targets.shape[0],), generator=generator, device=device)
+        return self._arrange(targets, self.space.attributes_of(targets), keys, position)
+
+    def _arrange(self, target: torch.Tensor, target_attr: torch.Tensor, keys: torch.Tensor,
+                 position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k = self.n_candidates
         different, easy = self.distractor_relations(target_attr, self.distractor_attributes)
         # Random keys give a uniformly random order of the distractor pool per instance.
-        keys = torch.rand(batch_size, self.distractors.numel(), generator=generator, device=device)
         keys = keys.masked_fill(~different, -1.0)
         if self.easy_limit is not None:
             # Walk the pool in key order; easy objects after the first `easy_limit` are excluded,
             # so the k-1 drawn distractors hold at most `easy_limit` easy ones.
-            order = keys.argsort(dim=1, descending=True)
-            easy_sorted = easy.gather(1, order)
-            rank = easy_sorted.cumsum(1)
+            order = keys.argsort(dim=-1, descending=True)
+            easy_sorted = easy.gather(-1, order)
+            rank = easy_sorted.cumsum(-1)
             excluded_sorted = easy_sorted & (rank > self.easy_limit)
-            excluded = torch.zeros_like(excluded_sorted).scatter_(1, order, excluded_sorted)
+            excluded = torch.zeros_like(excluded_sorted).scatter_(-1, order, excluded_sorted)
             keys = keys.masked_fill(excluded, -1.0)
-        chosen = keys.topk(k - 1, dim=1).indices
-        drawn = self.distractors[chosen]  # [B, k-1], in random order
-        position = torch.randint(k, (batch_size,), generator=generator, device=device)
-        slot = torch.arange(k, device=device).unsqueeze(0)
+        chosen = keys.topk(k - 1, dim=-1).indices
+        drawn = self.distractors[chosen]  # [..., k-1], in random order
+        slot = torch.arange(k, device=keys.device)
         # Distractor j goes to slot j if j < position, else to slot j + 1.
-        source = (slot - (slot > position.unsqueeze(1)).long()).clamp(max=k - 2)
-        candidates = torch.where(
-            slot == position.unsqueeze(1), target.unsqueeze(1), drawn.gather(1, source)
-        )
+        source = (slot - (slot > position.unsqueeze(-1)).long()).clamp(max=k - 2)
+        candidates = torch.where(slot == position.unsqueeze(-1), target.unsqueeze(-1), drawn.gather(-1, source))
         return candidates, position
 
 

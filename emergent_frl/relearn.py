@@ -16,22 +16,23 @@ exactly the records an uninterrupted one would (CPU, same seed).
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from emergent_frl.footprint import check_fits_in_memory
-from emergent_frl.forgetting import reset_module
 from emergent_frl.games import LanguageGame
 from emergent_frl.knobs import check_knobs, knob
-from emergent_frl.runs import CHECKPOINT_FILE, RunDirectory, describe_load_error
+from emergent_frl.runs import CHECKPOINT_FILE, RunDirectory, describe_load_error, software_versions
 from emergent_frl.protocols import ImitatingSender, check_agent
+from emergent_frl.teaching import ease_of_teaching
+from emergent_frl.trainers import ReferenceTrainer, Trainer
 from emergent_frl.strategies import STRATEGIES, IteratedLearning, PartialForgetting, Strategy, build_strategy
 from emergent_frl.training import (
     ConfigError,
@@ -49,6 +50,9 @@ MASKS = ("magnitude", "bernoulli")
 TIMINGS = ("once_init", "once_trained", "each")
 RESETS = ("reinit", "zero", "rewind")
 EVALUATIONS_FILE = "evaluations.jsonl"
+# Every generation's object -> message table, and the one right after its forgetting (one JSON
+# object per line: language.json's fields plus "when"); language.json keeps the last one.
+LANGUAGES_FILE = "languages.jsonl"
 CHECKPOINT_FORMAT = 1
 MAX_ITERATIONS = 2**53
 # The argument group of the game scripts' flags (games/cli.py) the knobs below go in.
@@ -101,7 +105,14 @@ class RelearnConfig:
                                "and record its learning curve")
     ease_of_teaching_iterations: int = relearn_knob(1000, minimum=1, help="iterations of that fresh listener")
     ease_of_teaching_eval_every: int = relearn_knob(
-        100, minimum=1, help="greedy evaluation of that fresh listener every N of its iterations")
+        100, minimum=1, help="greedy evaluation of that fresh listener every N of its iterations (plus step 0 "
+                             "and the log-spaced steps 1, 2, 5, 10, ... below N)")
+    ease_of_teaching_protocol: str = relearn_knob(
+        "single", kind=str, choices=("single", "li_bowling"),
+        help="single: one fresh listener; li_bowling: Li & Bowling's, several fresh listeners averaged")
+    ease_of_teaching_listeners: int = relearn_knob(
+        30, minimum=1, help="li_bowling: fresh listeners, each its own seed stream, whose curves are averaged "
+                            "(Li & Bowling: 30)")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RelearnConfig":
@@ -144,26 +155,6 @@ def flat_config(game: LanguageGameConfig, relearn: RelearnConfig) -> dict[str, A
     return {**game.to_dict(), **relearn.to_dict()}
 
 
-def ease_of_teaching(game: LanguageGame, config: LanguageGameConfig, relearn: RelearnConfig,
-                     seed: int) -> dict[str, Any]:
-    """Li & Bowling's teaching speed: a fresh listener learns from the frozen greedy speaker.
-
-    Works on a copy, with its own random stream, so the run itself is untouched. Returns the
-    greedy-accuracy curve and its mean (area under the curve, normalised to [0, 1]).
-    """
-    probe = copy.deepcopy(game)
-    generator = torch.Generator(device=game.device).manual_seed(seed)
-    reset_module(probe.receiver, torch.Generator().manual_seed(seed))
-    probe.sender.eval()
-    probe.receiver.train()
-    optimizer = torch.optim.Adam(probe.receiver.parameters(), lr=config.lr_receiver)
-    out = train_iterations(probe, {"receiver": optimizer}, relearn.ease_of_teaching_iterations,
-                           generator=generator, eval_every=relearn.ease_of_teaching_eval_every,
-                           progress=False)
-    curve = [e["accuracy"] for e in out["evaluations"]]
-    return {"ease_of_teaching": sum(curve) / len(curve), "ease_of_teaching_curve": curve}
-
-
 @contextlib.contextmanager
 def interruption_at(where: Callable[[], tuple[int, int]], run_dir: RunDirectory | None):
     """Turn Ctrl-C inside the block into `Interrupted` saying the generation and iteration reached
@@ -195,15 +186,20 @@ class LanguageRun:
     def __init__(self, game_config: LanguageGameConfig, relearn: RelearnConfig,
                  run_dir: RunDirectory | None = None, *, progress: bool = True,
                  on_record: Callable[[dict[str, Any]], None] | None = None,
-                 strategy: Strategy | None = None):
+                 strategy: Strategy | None = None, trainer: Trainer | None = None,
+                 on_evaluation: Callable[[dict[str, Any]], None] | None = None):
         """`strategy`: a strategy object of your own (any `Strategy`: your operators per agent, your
         boundary) instead of the one `relearn.strategy` names; records and config.json name it by
-        its `name`. The run's generations, warm-up and records are otherwise as for a named one."""
+        its `name`. The run's generations, warm-up and records are otherwise as for a named one.
+        `trainer`: how its iterations are trained (`emergent_frl.trainers`; default: the reference
+        loop, this run alone)."""
         self.config = game_config.validate()
         self.relearn = relearn.validate()
         self.run_dir = run_dir
         self.progress = progress
         self.on_record = on_record
+        self.on_evaluation = on_evaluation  # called with every evaluation record once it is written
+        self.trainer = trainer if trainer is not None else ReferenceTrainer(progress=progress)
         self.game = build_game(self.config)
         self.strategy = strategy if strategy is not None else build_strategy(
             relearn.strategy, seed=self.config.seed,
@@ -238,7 +234,9 @@ class LanguageRun:
             "iteration": self.iteration,
             "n_records": len(self.records),
             "n_evaluations": self.n_evaluations,
-            "game": self.game.state_dict(),
+            # Copies: the game's tensors may be views into a batch's stacked tensors, and saving a
+            # view would write the whole stack into this run's checkpoint.
+            "game": {k: v.clone() for k, v in self.game.state_dict().items()},
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
             "generator": self.generator.get_state(),
             "strategy": self.strategy.state_dict(),
@@ -268,6 +266,8 @@ class LanguageRun:
             self.run_dir.truncate_records(int(state["n_records"]))
             self.run_dir.truncate_records(self.n_evaluations, EVALUATIONS_FILE)
             self.records = self.run_dir.records()
+            if len(self.run_dir.records(LANGUAGES_FILE)) >= self._language_lines():  # none in older runs
+                self.run_dir.truncate_records(self._language_lines(), LANGUAGES_FILE)
 
     def resume(self) -> None:
         """Continue from the run directory's checkpoint (the configs must match the saved ones)."""
@@ -292,6 +292,7 @@ class LanguageRun:
         else:
             self.run_dir.truncate_records(0)
             self.run_dir.truncate_records(0, EVALUATIONS_FILE)
+            self.run_dir.truncate_records(0, LANGUAGES_FILE)
 
     # -- the loop ---------------------------------------------------------------------------------
     def record_evaluation(self, record: dict[str, Any]) -> None:
@@ -302,24 +303,22 @@ class LanguageRun:
         self.n_evaluations += 1
         if self.run_dir is not None:
             self.run_dir.append_record({"generation": self.generation, **record}, EVALUATIONS_FILE)
+        if self.on_evaluation is not None:
+            self.on_evaluation({"generation": self.generation, **record})
 
-    def train(self, n: int, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
-        """Train `n` iterations; extension point for engines that train a run's iterations elsewhere."""
-        if n == 0:
-            return {}
-        out = train_iterations(self.game, optimizers, n, generator=self.generator,
-                               eval_every=self.config.eval_every or None, on_eval=self.record_evaluation,
-                               progress=self.progress, iteration_offset=self.iteration)
-        self.iteration += n
-        return out
+    def phases(self) -> list[tuple[int, str | None]]:
+        """How a generation's iterations are trained: (iterations, only this agent's optimizer or
+        None for all). Iterated learning opens every generation with listener-only steps."""
+        warmup = min(self.strategy.listener_only_iterations, self.relearn.iterations_per_generation)
+        return [(n, only) for n, only in ((warmup, "receiver"), (self.relearn.iterations_per_generation - warmup, None))
+                if n > 0]
 
-    def run_generation(self) -> dict[str, Any]:
-        """Train one generation, score it, forget (unless it is the last), return its record."""
+    def finish_generation(self, stats: dict[str, Any], training_seconds: float = 0.0) -> None:
+        """The generation's iterations are trained (`stats`: the trainer's result for its last
+        phase): score it, forget (unless it is the last), and write it (record, language,
+        checkpoint)."""
         started = time.perf_counter()
         g = self.generation
-        warmup = min(self.strategy.listener_only_iterations, self.relearn.iterations_per_generation)
-        self.train(warmup, {"receiver": self.optimizers["receiver"]})
-        stats = self.train(self.relearn.iterations_per_generation - warmup, self.optimizers)
         _check_finite(self.game, stats, g, self.iteration)
         metrics = evaluate(self.game)
         messages = metrics.pop("messages")
@@ -335,24 +334,33 @@ class LanguageRun:
             record.update(ease_of_teaching(self.game, self.config, self.relearn,
                                            seed=self.config.seed * 100_003 + g))
         self.boundary_pending = g == self.relearn.generations - 1
+        self._languages = [{**self._language_table(messages), "when": "before_forgetting"}]
         if not self.boundary_pending:
             self._forget_into(record)
         else:
             record["topsim_after_forgetting"] = None
             record["accuracy_after_forgetting"] = None
-        record["seconds"] = time.perf_counter() - started
-        self._language = self._language_table(messages)
-        return record
+        record["seconds"] = training_seconds + time.perf_counter() - started
+        self._write_generation(record)
 
     def _forget_into(self, record: dict[str, Any]) -> None:
         """Apply the strategy's boundary and add what it did, and the scores right after, to `record`."""
         boundary = self.strategy.forget(self.game, self.optimizers, self.generator)
         if boundary.fresh_optimizers:
             self.optimizers = build_optimizers(self.game, self.config)
+        if type(self.strategy) is not Strategy and self.game.baseline is not None:
+            # The running mean of the loss describes the agents before forgetting; it restarts with
+            # them (as EGG interop's reset_baselines does), instead of biasing the next advantages.
+            with torch.no_grad():
+                self.game.baseline.mean.zero_()
+                self.game.baseline.count.zero_()
         after = evaluate(self.game)
+        self._languages.append({**self._language_table(after.pop("messages")), "generation": record["generation"],
+                                "when": "after_forgetting"})
         record.update(boundary.fields)
         record["topsim_after_forgetting"] = after["topsim"]
         record["accuracy_after_forgetting"] = after["accuracy"]
+        record.update({f"{k}_after_forgetting": v for k, v in after.items() if k.startswith("probe_")})
 
     def extend_finished_run(self) -> None:
         """A finished run resumed with more generations: its last generation was not followed by
@@ -360,13 +368,21 @@ class LanguageRun:
         with the larger --generations would have written it (the checkpoint holds the same RNG state).
         Extension point for engines that train a run's iterations elsewhere."""
         record = dict(self.records[-1])
+        self._languages = []
         self._forget_into(record)
         self.boundary_pending = False
         self.records[-1] = record
         if self.run_dir is not None:
             self.run_dir.truncate_records(len(self.records) - 1)
             self.run_dir.append_record(record)
+            for table in self._languages:
+                self.run_dir.append_record(table, LANGUAGES_FILE)
             self.run_dir.save_checkpoint(self.state_dict())
+
+    def _language_lines(self) -> int:
+        """Lines of languages.jsonl the checkpoint covers: each generation's table, and the one
+        after its forgetting for every generation followed by a boundary."""
+        return self.generation + self.generation - (1 if self.boundary_pending else 0) if self.generation else 0
 
     def _language_table(self, messages: torch.Tensor) -> dict[str, Any]:
         attributes = self.game.space.objects().tolist()
@@ -381,30 +397,93 @@ class LanguageRun:
 
     def run(self, until: int | None = None) -> list[dict[str, Any]]:
         """Run the remaining generations (or stop after generation `until` - 1, as an interruption
-        would); every finished generation is on disk before the next starts."""
-        stop = self.relearn.generations if until is None else min(until, self.relearn.generations)
+        would) on this run's trainer; every finished generation is on disk before the next starts."""
         with interruption_at(lambda: (self.generation, self.iteration), self.run_dir):
-            if self.boundary_pending and self.generation < stop:
-                self.extend_finished_run()
-            while self.generation < stop:
-                self._run_one_generation()
+            failed = run_generations([self], self.trainer, until)
+        if failed:
+            raise failed[0]
         return self.records
 
-    def _run_one_generation(self) -> None:
-        """Train, score and forget one generation, then write it (record, language, checkpoint)."""
-        record = self.run_generation()
+    def _write_generation(self, record: dict[str, Any]) -> None:
+        """Keep and write one finished generation (record, language, checkpoint)."""
         self.records.append(record)
         self.generation += 1
         if self.run_dir is not None:
             self.run_dir.append_record(record)
-            self.run_dir.write_json("language.json", self._language)
+            for table in self._languages:
+                self.run_dir.append_record(table, LANGUAGES_FILE)
+            self.run_dir.write_json("language.json", {k: v for k, v in self._languages[0].items() if k != "when"})
             self.run_dir.save_checkpoint(self.state_dict())
         if self.on_record is not None:
             self.on_record(record)
 
 
+def run_generations(runs: Sequence[LanguageRun], trainer: Trainer, until: int | None = None
+                    ) -> dict[int, NonFiniteError]:
+    """The generational loop, for one run or many:
+
+        for each generation: trainer trains the runs' iterations (one run or many, one interface)
+                             each run scores, forgets, records and checkpoints itself
+
+    Runs that stand at different generations (a resumed batch whose runs were interrupted at
+    different points) are brought level first: the furthest behind train as a group of their own.
+    A run that diverges stops there (its records up to the previous generation stay) and the
+    others go on; returns those runs' errors by position in `runs`.
+    """
+    runs = list(runs)
+    stops = [r.relearn.generations if until is None else min(until, r.relearn.generations) for r in runs]
+    failed: dict[int, NonFiniteError] = {}
+    # One progress bar for the whole run (every generation's iterations, with an ETA); a batch's
+    # runs train in step, so its length is one run's remaining iterations.
+    remaining = max((stop - run.generation) * run.relearn.iterations_per_generation
+                    for run, stop in zip(runs, stops)) if runs else 0
+    label = f"{runs[0].game.kind}" + (f" x{len(runs)}" if len(runs) > 1 else "") if runs else ""
+    show = bool(runs) and getattr(trainer, "progress", True) and (len(runs) > 1 or runs[0].progress)
+    bar = tqdm(total=max(remaining, 0), unit="it", desc=label, disable=None if show else True, dynamic_ncols=True)
+    trainer.bar = bar
+    try:
+        return _generations(runs, trainer, stops, failed, bar)
+    finally:
+        bar.close()
+        trainer.bar = None
+
+
+def _generations(runs: list[LanguageRun], trainer: Trainer, stops: list[int], failed: dict[int, NonFiniteError],
+                 bar) -> dict[int, NonFiniteError]:
+    """The body of `run_generations`."""
+    for i, run in enumerate(runs):
+        if run.boundary_pending and run.generation < stops[i]:
+            run.extend_finished_run()  # a finished run extended: its last boundary comes first
+    trainer.boundary_done()
+    while True:
+        live = [i for i, run in enumerate(runs) if i not in failed and run.generation < stops[i]]
+        if not live:
+            return failed
+        generation = min(runs[i].generation for i in live)
+        bar.set_postfix_str(f"generation {generation + 1}/{max(stops)}")
+        group = [i for i in live if runs[i].generation == generation]
+        phases = runs[group[0]].phases()
+        group = [i for i in group if runs[i].phases() == phases]
+        started = time.perf_counter()
+        stats: list[dict[str, Any]] = [{} for _ in group]
+        for n, only in phases:
+            stats, diverged = trainer.train([runs[i] for i in group], n, only)
+            failed.update({group[j]: error for j, error in diverged.items()})
+        seconds = time.perf_counter() - started
+        for j, i in enumerate(group):
+            if i in failed:
+                continue
+            try:
+                runs[i].finish_generation(stats[j], seconds)
+            except NonFiniteError as error:
+                if len(runs) == 1:
+                    raise
+                failed[i] = error
+        trainer.boundary_done()
+
+
 def run_language(values: dict[str, Any], out: str | None = None, *, resume: bool = False,
-                 progress: bool = True, on_record=None, until: int | None = None,
+                 progress: bool = True, on_record=None, until: int | None = None, on_evaluation=None,
                  launch: dict[str, Any] | None = None, strategy: Strategy | None = None) -> list[dict[str, Any]]:
     """Validate a flat config, run every generation, return the records (the library entry point).
 
@@ -419,14 +498,16 @@ def run_language(values: dict[str, Any], out: str | None = None, *, resume: bool
     check_fits_in_memory(game_config)
     run_dir = RunDirectory(out, resume=resume) if out is not None else None
     try:
-        run = LanguageRun(game_config, relearn, run_dir, progress=progress, on_record=on_record, strategy=strategy)
+        run = LanguageRun(game_config, relearn, run_dir, progress=progress, on_record=on_record, strategy=strategy,
+                          on_evaluation=on_evaluation)
         if run_dir is not None:
             if resume:
                 run.resume()
             saved = (run_dir.read_config() or {}) if resume else {}
             total = {"iterations": relearn.generations * relearn.iterations_per_generation}
             named = {} if strategy is None else {"strategy": strategy.name}
-            run_dir.write_config({**(launch or {}), **saved, **flat_config(game_config, relearn), **total, **named})
+            run_dir.write_config({"versions": software_versions(), **(launch or {}), **saved,
+                                  **flat_config(game_config, relearn), **total, **named})
         return run.run(until)
     finally:
         if run_dir is not None:

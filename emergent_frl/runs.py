@@ -235,6 +235,33 @@ class RunLock:
         self.release()
 
 
+def software_versions() -> dict[str, str | None]:
+    """What made a run: this package's, torch's and numpy's versions, and the git commit of the
+    package's checkout when it is one (with "+dirty" for uncommitted changes); for config.json."""
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    import numpy
+    import torch
+
+    try:
+        package = version("emergent-frl")
+    except PackageNotFoundError:
+        package = None
+    root = pathlib.Path(__file__).resolve().parents[1]
+    commit = None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5)
+        if head.returncode == 0:
+            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=5)
+            commit = head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"emergent_frl": package, "torch": torch.__version__, "numpy": numpy.__version__, "git_commit": commit}
+
+
 class RunDirectory:
     """One run's folder, locked against other writers while this object is open (`close()`, or
     `with RunDirectory(...)`, releases it; so does the end of the process). Refuses to overwrite an

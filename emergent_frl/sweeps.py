@@ -49,8 +49,10 @@ from dataclasses import dataclass, field
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterator
 
+from tqdm.auto import tqdm
+
 from emergent_frl.batched import ENGINES, DivergedRuns, batch_key, recorded_engine, run_language_batched
-from emergent_frl.batched.compiling import compile_mode
+from emergent_frl.compiling import compile_mode
 from emergent_frl.relearn import NonFiniteError, run_language, split_config
 from emergent_frl.runs import (
     CHECKPOINT_FILE, CONFIG_FILE, RECORDS_FILE, atomic_write_text, describe_os_error, lock_holder, to_jsonable,
@@ -597,8 +599,7 @@ def run_engine(path: pathlib.Path, config: dict[str, Any], state: str, engine: s
     for a started one, as config.json records them (so it continues as it began; runs started
     before sweeps had engines are reference runs)."""
     if state == "new":
-        # the user's own agents train on the reference engine (the batched one stacks built-ins only)
-        return ("reference", compile) if config.get("agents") is not None else (engine, compile)
+        return engine, compile
     try:
         saved = json.loads((path / CONFIG_FILE).read_text())
     except (OSError, ValueError):
@@ -702,6 +703,10 @@ def _drive(pool, tasks: list[Task], out: pathlib.Path, retries: int, threads: in
     attempts: collections.Counter[str] = collections.Counter()
     pending: dict[Any, Task] = {}
     total, done = sum(len(task.runs) for task in tasks), 0
+    # One bar for the sweep (runs done / total, with an ETA) on a terminal; its lines go above it.
+    bar = tqdm(total=total, unit="run", desc="sweep", disable=None, dynamic_ncols=True)
+    if not bar.disable and say is print:
+        say = bar.write
 
     def submit(task: Task) -> None:
         attempts.update(run.name for run in task.runs)
@@ -735,6 +740,9 @@ def _drive(pool, tasks: list[Task], out: pathlib.Path, retries: int, threads: in
                     say(f"[{done}/{total}] failed {run.name}: {outcome.get('error')}")
             if again:
                 submit(Task(task.engine, tuple(again), task.compile))
+            bar.n = done
+            bar.refresh()
+    bar.close()
 
 
 def _write_sweep_file(out: pathlib.Path, spec, runs: list[SweepRun], summary: SweepSummary,

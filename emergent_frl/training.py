@@ -26,8 +26,10 @@ import torch
 from tqdm.auto import tqdm
 
 from analysis.compositionality import bosdis, message_entropy, posdis, topographic_similarity
+from analysis.language_metrics import language_metrics
 from emergent_frl.devices import DeviceError, machine_device
 from emergent_frl.user_agents import build_agents as build_user_agents, load_factory
+from emergent_frl.difficulty_probes import build_probe_sets, probe_accuracies
 from emergent_frl.agents import CELLS, CHANNELS, ReconstructionReceiver, ReferentialReceiver, Sender
 from emergent_frl.games import LanguageGame, ReconstructionGame, ReferentialGame
 from emergent_frl.knobs import ConfigError, check_knob, check_knobs, knob
@@ -119,8 +121,9 @@ class LanguageGameConfig:
                                        help="sender entropy bonus")
     receiver_entropy_coeff: float = knob(0.1, kind=float, minimum=0, flag_group=TRAINING,
                                          help="receiver entropy bonus")
-    baseline: bool = knob(False, kind=bool, shape=True, flag_group=TRAINING,
-                          help="subtract a running mean of the loss in REINFORCE")
+    baseline: bool = knob(True, kind=bool, shape=True, flag_group=TRAINING,
+                          help="subtract a running mean of the loss in REINFORCE (default on, as EGG does; "
+                               "the paper preset turns it off)")
     easy_limit: int | None = knob(
         None, minimum=0, optional=True, games=("referential",), checked_by="the n_candidates rule",
         help="at most this many distractors differing from the target in every attribute (default none: "
@@ -136,6 +139,15 @@ class LanguageGameConfig:
                            help="greedy evaluation every N iterations (default 1000; 0: only per generation)")
     eval_repeats: int = knob(10, minimum=1, flag_group=OUTPUT,
                              help="fixed candidate sets per object in referential evaluation")
+    difficulty_probes: bool = knob(
+        False, kind=bool, games=("referential",), flag_group=OUTPUT,
+        help="add per-object difficulty probes to every evaluation: greedy accuracy on fixed candidate sets whose "
+             "distractors share the target's value on one attribute, share nothing, or are random "
+             "(emergent_frl.difficulty_probes)")
+    wider_metrics: bool = knob(
+        False, kind=bool, flag_group=OUTPUT,
+        help="also record mutual information, H(M|O), H(O|M), context independence, HAS segments and Zipf's "
+             "law of abbreviation at every evaluation (analysis.language_metrics, docs/metrics.md)")
     agents: str | None = knob(
         None, kind=str, optional=True, shape=True, checked_by="the agents rule",
         help="your own agents: MODULE:FUNCTION, where FUNCTION(config) returns (sender, receiver) "
@@ -241,7 +253,15 @@ def build_game(config: LanguageGameConfig, *, loss=None) -> LanguageGame:
             )
         else:
             game = ReconstructionGame(space, sender, receiver, **common)
-    return game.to(config.device)
+    game.wider_metrics = config.wider_metrics
+    if config.difficulty_probes:
+        if config.game != "referential":
+            raise ConfigError("difficulty_probes", True, "the probes are candidate sets: referential game only")
+        game.difficulty_probes = build_probe_sets(space, config.n_candidates, seed=config.seed)
+    game = game.to(config.device)
+    if config.difficulty_probes:
+        game.difficulty_probes = game.difficulty_probes.to(config.device)
+    return game
 
 
 def build_optimizers(game: LanguageGame, config: LanguageGameConfig) -> dict[str, torch.optim.Optimizer]:
@@ -295,6 +315,7 @@ def train_iterations(
     progress: bool = True,
     batch_size: int | None = None,
     iteration_offset: int = 0,
+    bar: Any = None,
 ) -> dict[str, Any]:
     """Play `n_iterations` batches, stepping each given optimizer after every batch.
 
@@ -316,7 +337,9 @@ def train_iterations(
     stats = _TrainingStats(game.device)
     evaluations: list[dict[str, Any]] = []
     last = stats.read()
-    bar = tqdm(total=n_iterations, disable=None if progress else True, desc=game.kind, leave=False)
+    own_bar = bar is None  # `bar`: a caller's progress bar (e.g. the whole run's) to advance instead
+    if own_bar:
+        bar = tqdm(total=n_iterations, disable=None if progress else True, desc=game.kind, leave=False)
     done = 0
     try:
         for step in range(1, n_iterations + 1):
@@ -340,9 +363,11 @@ def train_iterations(
                 if on_eval is not None and on_eval(record) is True:
                     break
     except KeyboardInterrupt:
-        bar.close()
+        if own_bar:
+            bar.close()
         raise Interrupted(None, iteration_offset + done) from None
-    bar.close()
+    if own_bar:
+        bar.close()
     if stats.count:
         last = stats.read()
     return {"iterations": done, **last, "evaluations": evaluations}
@@ -403,7 +428,9 @@ def evaluate(game: LanguageGame) -> dict[str, Any]:
     eos = 0 if game.sender.eos else None
     vocab_size = game.sender.vocab_size
     several_attributes = game.space.n_attributes >= 2  # the MI gaps need two attributes
+    probes = getattr(game, "difficulty_probes", None)
     return {
+        **({} if probes is None else probe_accuracies(game, probes)),
         "accuracy": scalars[0],
         "train_split_accuracy": scalars[1],
         "holdout_accuracy": holdout,
@@ -416,6 +443,8 @@ def evaluate(game: LanguageGame) -> dict[str, Any]:
             if several_attributes else None
         ),
         "message_entropy": float(message_entropy(symbols, eos=eos)),
+        **(language_metrics(attributes, symbols, vocab_size, eos=eos) if getattr(game, "wider_metrics", False)
+           else {}),
         "messages": messages,
     }
 

@@ -27,18 +27,22 @@ from typing import Any, Iterator, NoReturn, Sequence
 import torch
 
 from emergent_frl.batched import ENGINES, parse_seeds, recorded_engine, run_language_batched
+from emergent_frl.compiling import resolve_auto
+from emergent_frl.logging_sinks import check_available, open_sinks
 from emergent_frl.knobs import add_knob_arguments, flag_for
-from emergent_frl.relearn import GENERATIONS, NonFiniteError, RelearnConfig, run_language, split_config
+from emergent_frl.relearn import (EVALUATIONS_FILE, GENERATIONS, NonFiniteError, RelearnConfig, run_language,
+                                  split_config)
 from emergent_frl.runs import CONFIG_FILE, check_new_folder, dumps, read_settings
 from emergent_frl.training import GAME, OUTPUT, TRAINING, ConfigError, Interrupted, LanguageGameConfig
 from analysis.cli import ArgumentParser, one_line, run_command
 from games.presets import available_presets, load_preset
 
 # The built-in default run (no preset, no flags): the paper's object space and agents, partial
-# balanced forgetting every 3,000 iterations (the paper's period) for 4 generations: about 45 s on
-# 2 CPU cores (docs/RESULTS.md, Speed), so a first run shows forgetting and relearning quickly.
-DEFAULT_RUN = {"strategy": "pbf", "generations": 4, "iterations_per_generation": 3000}
+# balanced forgetting every 2,500 iterations for 4 generations: about 55 s of CPU on 2 cores,
+# eager (docs/RESULTS.md, Speed), so a first run shows forgetting and relearning within a minute.
+DEFAULT_RUN = {"strategy": "pbf", "generations": 4, "iterations_per_generation": 2500}
 PLOT_FILE = "topsim.png"
+DYNAMICS_PLOT_FILE = "dynamics.png"  # topsim and accuracy inside generations, forgetting marked
 
 
 def fail(parser: argparse.ArgumentParser, error: Exception) -> NoReturn:
@@ -76,10 +80,10 @@ def add_game_arguments(parser: argparse.ArgumentParser, game: str) -> argparse._
     return group
 
 
-def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+def add_training_arguments(parser: argparse.ArgumentParser, game: str | None = None) -> argparse._ArgumentGroup:
     """The training knobs of LanguageGameConfig, then how this process trains."""
     group = parser.add_argument_group(TRAINING)
-    add_knob_arguments(group, LanguageGameConfig, TRAINING)
+    add_knob_arguments(group, LanguageGameConfig, TRAINING, game=game)
     group.add_argument("--lr", type=float, help="learning rate of both agents (sets --lr-sender and --lr-receiver)")
     group.add_argument("--seeds", metavar="LIST",
                        help="several seeds in one process, trained as one batched computation, e.g. "
@@ -90,9 +94,10 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
                             "Python run_language runs). Both follow the same seed in distribution, "
                             "not bit for bit. A resumed run keeps its engine")
     group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                       help="batched engine: torch.compile the training step (about 15 s at the first "
-                            "start, then about a third less time per step); default: compile where "
-                            "this machine can, else train eager with a warning; --no-compile: never")
+                       help="batched engine: torch.compile the training step (a warm-up of tens of "
+                            "seconds, then a shorter step); default: compile when the work pays for the warm-up "
+                            "(iterations x seeds >= 40,000) and the machine can, "
+                            "else train eager; --compile: always; --no-compile: never")
     group.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (default 1: these small networks run fastest on one "
                             "thread, and a second one mostly waits; run seeds side by side instead)")
@@ -111,15 +116,22 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> argparse._Argum
     return group
 
 
-def add_output_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+def add_output_arguments(parser: argparse.ArgumentParser, game: str | None = None) -> argparse._ArgumentGroup:
     group = parser.add_argument_group(OUTPUT)
-    add_knob_arguments(group, LanguageGameConfig, OUTPUT)
+    add_knob_arguments(group, LanguageGameConfig, OUTPUT, game=game)
+    group.add_argument("--tensorboard", metavar="DIR", default=None,
+                       help="also write every evaluation's and generation's scalars as TensorBoard event files "
+                            "into DIR (DIR/seedS per seed); needs pip install -e \".[log]\"")
+    group.add_argument("--wandb", action="store_true",
+                       help="also log them to Weights & Biases (one run per seed, grouped; WANDB_MODE=offline "
+                            "works offline); needs pip install -e \".[log]\"")
     group.add_argument("--out", help="run directory to create (config.json, generations.jsonl, ...); "
                                      "default runs/GAME-STRATEGY-seedS-TIME")
     group.add_argument("--resume", metavar="RUN_DIR",
                        help="continue an interrupted run from its checkpoint; --generations may extend it")
     group.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
-                       help=f"write RUN_DIR/{PLOT_FILE}, topsim and accuracy per generation (default on)")
+                       help=f"write RUN_DIR/{PLOT_FILE} (topsim and accuracy per generation) and RUN_DIR/{DYNAMICS_PLOT_FILE} "
+                            "(inside generations, forgetting marked) (default on)")
     group.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="progress bar (default: only on a terminal)")
     return group
@@ -131,9 +143,9 @@ def build_parser(game: str, description: str | None = None) -> ArgumentParser:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     add_preset_arguments(parser)
     add_game_arguments(parser, game)
-    add_training_arguments(parser)
+    add_training_arguments(parser, game)
     add_generation_arguments(parser)
-    add_output_arguments(parser)
+    add_output_arguments(parser, game)
     return parser
 
 
@@ -224,8 +236,7 @@ def values_from_args(args: argparse.Namespace, game: str) -> dict[str, Any]:
         if args.resume is not None:
             raise ValueError("--seeds: cannot be combined with --resume; resume one seed with "
                              "--resume OUT/seedS, or launch the seeds with python -m games.sweep")
-    if values.get("agents") is not None and args.resume is None:
-        own_agents_engine(args)
+    check_available(args.tensorboard, args.wandb)
     engine = engine_from_args(args)
     if engine != "batched" and args.compile is not None:
         raise ValueError(f"{compile_flag(args)}: applies to the batched engine; this run uses --engine {engine}")
@@ -237,19 +248,6 @@ def values_from_args(args: argparse.Namespace, game: str) -> dict[str, Any]:
     relearn.validate()
     values = {**game_config.to_dict(), **relearn.to_dict()}
     return values
-
-
-def own_agents_engine(args: argparse.Namespace) -> None:
-    """A new run of the user's own agents (--agents) trains on the reference engine: the batched
-    engine stacks the built-in cells only, for now. Chosen here and recorded in config.json (a
-    resume keeps it); asking for the batched engine, or for --seeds, says so."""
-    if args.engine == "batched":
-        raise ValueError("--engine batched: trains the built-in agents only; your own agents (--agents) "
-                         "train on the reference engine (drop --engine)")
-    if args.seeds is not None:
-        raise ValueError("--seeds: trains on the batched engine, which stacks the built-in agents only; "
-                         "launch your own agents' seeds with python -m games.sweep (grid key agents:)")
-    args.engine = "reference"
 
 
 def compile_flag(args: argparse.Namespace) -> str:
@@ -308,12 +306,17 @@ def _summary(record: dict[str, Any]) -> str:
 def write_plot(run_dir: pathlib.Path) -> pathlib.Path:
     """topsim and greedy accuracy against generation (mean and 95 % CI when `run_dir` holds one
     run per seed), drawn by the analysis package."""
+    from analysis.dynamics import dynamics_figure
+    from analysis.figures import save_figure
     from analysis.plot import plot_curves
     from analysis.runs import find_runs, load_run
 
     target = run_dir / PLOT_FILE
     runs = [load_run(path) for path in find_runs([run_dir])]
     plot_curves(runs, ["topsim", "accuracy"], str(target), title=str(run_dir))
+    if any((run["path"] / EVALUATIONS_FILE).is_file() for run in runs):
+        save_figure(dynamics_figure(runs, ["topsim", "accuracy"]), run_dir / DYNAMICS_PLOT_FILE,
+                    f"{run_dir}: inside generations")
     return target
 
 
@@ -336,25 +339,37 @@ def run_from_args(args: argparse.Namespace, values: dict[str, Any],
     torch.set_num_threads(args.threads if args.threads is not None else 1)
     engine = engine_from_args(args)
     compile = compile_from_args(args)
+    if args.resume is None:  # "auto" compiles only where the run's work pays for the warm-up
+        n_seeds = len(parse_seeds(args.seeds)) if args.seeds is not None else 1
+        compile = resolve_auto(compile, values["generations"] * values["iterations_per_generation"] * n_seeds)
     launch = {"iterations": values["generations"] * values["iterations_per_generation"],
               "preset": args.preset, "argv": list(sys.argv[1:] if argv is None else argv), "engine": engine}
     if engine == "batched":
         launch["compile"] = compile
     progress = args.progress is not False
-    if args.seeds is not None or engine == "batched":
-        if args.seeds is not None:
-            seeds = parse_seeds(args.seeds)
-            outs = [str(pathlib.Path(out) / f"seed{seed}") for seed in seeds]
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else [values["seed"]]
+    sinks = open_sinks(args.tensorboard, args.wandb, run_name=pathlib.Path(out).name,
+                       config=[{**values, "seed": seed} for seed in seeds],
+                       runs=[f"seed{seed}" for seed in seeds] if args.seeds is not None else None)
+
+    def on_record(i: int, record: dict[str, Any]) -> None:
+        print(_summary(record), flush=True)
+        sinks.generation(i, record)
+
+    try:
+        if args.seeds is not None or engine == "batched":
+            outs = [str(pathlib.Path(out) / f"seed{seed}") for seed in seeds] if args.seeds is not None else [out]
+            per_seed = run_language_batched(
+                [{**values, "seed": seed} for seed in seeds], outs, resume=args.resume is not None,
+                progress=progress, on_record=on_record, on_evaluation=sinks.evaluation, launch=launch,
+                compile=compile)
+            records = [record for run in per_seed for record in run]
         else:
-            seeds, outs = [values["seed"]], [out]
-        per_seed = run_language_batched(
-            [{**values, "seed": seed} for seed in seeds], outs, resume=args.resume is not None,
-            progress=progress, on_record=lambda i, record: print(_summary(record), flush=True),
-            launch=launch, compile=compile)
-        records = [record for run in per_seed for record in run]
-    else:
-        records = run_language(values, out, resume=args.resume is not None, progress=progress,
-                               on_record=lambda record: print(_summary(record), flush=True), launch=launch)
+            records = run_language(values, out, resume=args.resume is not None, progress=progress,
+                                   on_record=lambda record: on_record(0, record),
+                                   on_evaluation=lambda record: sinks.evaluation(0, record), launch=launch)
+    finally:
+        sinks.close()
     if args.plot:
         write_plot(pathlib.Path(out))
     where = out if args.seeds is None else f"{out}/seed{{{args.seeds}}}"

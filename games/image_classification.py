@@ -5,17 +5,23 @@
     python -m games.image_classification --dataset cifar10 --data-root ~/data --arch resnet18 \\
         --stem cifar --strategy llf --layer layer4 --generations 11 --epochs 200 --lr 0.256
     python -m games.image_classification --resume runs/digits-llf --generations 8
+    python -m games.image_classification --seeds 0-4 --out runs/digits-llf5    # OUT/seed0 .. OUT/seed4
 
-Writes RUN_DIR/config.json, generations.jsonl (one record per generation: train/val/test top-1)
-and checkpoint.pt. Bad arguments give a one-line error and exit status 2 before any work starts
-(nothing is written); a fault while working (disk full, out of memory) exit status 1; Ctrl-C exit
-status 130 with a line saying where training stopped and how to continue it.
+Writes RUN_DIR/config.json, generations.jsonl (one record per generation: train/val/test top-1),
+checkpoint.pt and accuracy.png (accuracy per generation, drawn by analysis.plot; --no-plot to skip).
+--seeds LIST (0-4, 0,3,7) trains one run per seed, one after the other, into OUT/seedS, and draws
+the mean and 95 % CI over them into OUT/accuracy.png, as the language games do. Bad arguments give a
+one-line error and exit status 2 before any work starts (nothing is written); a fault while working
+(disk full, out of memory) exit status 1; Ctrl-C exit status 130 with a line saying where training
+stopped and how to continue it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import math
 import pathlib
 import shlex
 import sys
@@ -24,7 +30,9 @@ from typing import NoReturn
 from analysis.cli import run_command, starting
 
 with starting(__name__):  # Ctrl-C while torch loads: one line, exit 130
+    from emergent_frl.batched import parse_seeds
     from emergent_frl.runs import CONFIG_FILE, RunDirectory, check_new_folder
+    from emergent_frl.vision.checks import check_seed
     from emergent_frl.vision.datasets import DATASETS
     from emergent_frl.vision.experiment import ImageRunConfig, merge_resumed, prepare_run, set_threads, start_run
     from emergent_frl.vision.footprint import out_of_memory_as_memory_error
@@ -33,6 +41,9 @@ with starting(__name__):  # Ctrl-C while torch loads: one line, exit 130
     from emergent_frl.vision.trainer import MAX_GENERATIONS, GenerationTrainer
 
 DEFAULTS = ImageRunConfig().to_flat()
+PLOT_FILE = "accuracy.png"
+PLOT_METRICS = ("train_accuracy", "val_accuracy", "test_accuracy")
+LAUNCH_FLAGS = ("out", "resume", "progress", "threads", "seeds", "plot")  # how to run, not what
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -102,9 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("--compile", action="store_true", help="torch.compile the model")
     section[-1].add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast on CUDA")
 
-    parser.add_argument("--out", default=None, help="run directory (default: runs/image/DATASET-ARCH-STRATEGY-sSEED)")
+    parser.add_argument("--seeds", metavar="LIST", default=None,
+                        help="one run per seed, e.g. 0-4 or 0,3,7, one after the other; each writes OUT/seedS")
+    parser.add_argument("--out", default=None,
+                        help="run directory, or the seeds' parent with --seeds "
+                             "(default: runs/image/DATASET-ARCH-STRATEGY-seedS)")
     parser.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted run in DIR")
-    parser.add_argument("--quiet", action="store_true", help="no per-generation lines")
+    parser.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
+                        help=f"write RUN_DIR/{PLOT_FILE} (accuracy per generation; with --seeds OUT/{PLOT_FILE}, "
+                             "mean and 95 %% CI over the seeds) (default on)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="one line per generation (default on)")
+    parser.add_argument("--quiet", dest="progress", action="store_false", help="deprecated: same as --no-progress")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (1 is much faster on a busy small machine)")
     return parser
@@ -115,14 +135,14 @@ def config_from_args(args: argparse.Namespace, stack: contextlib.ExitStack
     """(config, run directory, the resumed run's directory, opened and locked) from parsed
     arguments; ValueError on bad input. A resumed run is locked before its files are read, so a
     second process is refused (naming the writer's PID) rather than reading half-written state."""
-    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("out", "resume", "quiet", "threads")}
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in LAUNCH_FLAGS}
     if args.resume is None:
         flat = dict(DEFAULTS)
         flat.update(given)
         config = ImageRunConfig.from_flat(flat)
         out = args.out
         if out is None:
-            out = f"runs/image/{config.data.dataset}-{config.arch}-{config.strategy.name}-s{config.seed}"
+            out = f"runs/image/{config.data.dataset}-{config.arch}-{config.strategy.name}-seed{args.seeds or config.seed}"
         check_new_folder(out)  # read-only: '' or a file or a folder of other files fail before the data loads
         return config, out, None
     if args.out is not None and args.out != args.resume:
@@ -162,45 +182,114 @@ def format_record(record: dict) -> str:
             f"forgot {100 * record['forgotten_fraction']:5.1f}%  {record['seconds']:6.1f}s")
 
 
-def interrupted(trainer: GenerationTrainer, run_dir: RunDirectory, epochs: int) -> KeyboardInterrupt:
-    """The one line a Ctrl-C leaves: where training stood, what is saved, how to go on."""
+def seeds_from_args(args: argparse.Namespace) -> list[int] | None:
+    """--seeds as a list (None without it); ValueError for a bad list or a flag it excludes."""
+    if args.seeds is None:
+        return None
+    seeds = parse_seeds(args.seeds)
+    for seed in seeds:
+        check_seed("--seeds", seed)
+    if args.seed is not None:
+        raise ValueError("--seeds: give --seed or --seeds, not both")
+    if args.resume is not None:
+        raise ValueError("--seeds: cannot be combined with --resume; resume one seed with --resume OUT/seedS")
+    return seeds
+
+
+def interrupted(trainer: GenerationTrainer, run_dir: RunDirectory, epochs: int,
+                seeds_left: tuple[int, list[int], pathlib.Path] | None = None) -> KeyboardInterrupt:
+    """The one line a Ctrl-C leaves: where training stood, what is saved, how to go on (with
+    --seeds: the seed it stopped in, and the seeds not yet started)."""
     generation, epoch = trainer.position
     saved = trainer.saved_generations
     kept = {0: "no generation is saved yet", 1: "generation 0 is saved"}.get(
         saved, f"generations 0..{saved - 1} are saved")
-    return KeyboardInterrupt(f"interrupted at generation {generation}, epoch {epoch} of {epochs}; {kept}; "
-                             f"continue with --resume {shlex.quote(str(run_dir.path))}")
+    where, rest = "", ""
+    if seeds_left is not None:
+        seed, later, parent = seeds_left
+        where = f"seed {seed}, "
+        if later:
+            rest = (f", then the seeds not started with --seeds {','.join(map(str, later))} "
+                    f"--out {shlex.quote(str(parent))}")
+    return KeyboardInterrupt(f"interrupted at {where}generation {generation}, epoch {epoch} of {epochs}; {kept}; "
+                             f"continue with --resume {shlex.quote(str(run_dir.path))}{rest}")
 
 
-def train(args: argparse.Namespace) -> int:
-    """The command's work: every check before the run directory is written, then the generations."""
-    set_threads(args.threads)
+def write_plot(out: str | pathlib.Path) -> pathlib.Path | None:
+    """`out`/accuracy.png: the accuracies recorded with a finite value against generation (mean and
+    95 % CI when `out` holds one run per seed), drawn by the analysis package; None when no run
+    recorded one yet."""
+    from analysis.plot import plot_curves
+    from analysis.runs import find_runs, load_run, points
+
+    out = pathlib.Path(out)
+    runs = [load_run(path) for path in find_runs([out])]
+    metrics = [metric for metric in PLOT_METRICS
+               if any(math.isfinite(value) for run in runs for _, value in points(run, metric))]
+    if not metrics:
+        return None
+    return plot_curves(runs, metrics, str(out / PLOT_FILE), title=str(out))
+
+
+def train_one(args: argparse.Namespace, config: ImageRunConfig, out: str, run_dir: RunDirectory | None,
+              prepared=None, seeds_left: tuple[int, list[int], pathlib.Path] | None = None) -> list[int]:
+    """One run's generations (`prepared`: the run already built, else built here; `run_dir`: a
+    resumed run's directory, opened and locked by the caller); the generations trained. Every check
+    comes before its run directory is written."""
     with contextlib.ExitStack() as stack:
-        config, out, run_dir = config_from_args(args, stack)
-        try:
-            prepared = prepare_run(config)
-        except KeyboardInterrupt:
-            raise KeyboardInterrupt("interrupted while loading the data; nothing was written") from None
+        if prepared is None:
+            try:
+                prepared = prepare_run(config)
+            except KeyboardInterrupt:
+                raise KeyboardInterrupt("interrupted while loading the data; nothing was written") from None
         if run_dir is None:
             run_dir = stack.enter_context(RunDirectory(out))
         start = start_run(prepared, run_dir, resume=args.resume is not None)
-        if not args.quiet:
-            print(f"{config.data.dataset} {prepared.data.sizes()} -> {config.arch} on {prepared.device}, "
+        prefix = "" if seeds_left is None else f"seed {config.seed}  "
+        if args.progress:
+            print(f"{prefix}{config.data.dataset} {prepared.data.sizes()} -> {config.arch} on {prepared.device}, "
                   f"strategy {config.strategy.name}, run directory {run_dir.path}", flush=True)
         trained = []
 
         def report(record: dict) -> None:
             trained.append(record["generation"])
-            if not args.quiet:
-                print(format_record(record), flush=True)
+            if args.progress:
+                print(prefix + format_record(record), flush=True)
 
         try:
             with out_of_memory_as_memory_error():
                 prepared.trainer.run(run_dir, start=start, on_record=report)
         except KeyboardInterrupt:
-            raise interrupted(prepared.trainer, run_dir, config.train.epochs) from None
-    if not trained and not args.quiet:
-        print(f"nothing to do: all {config.train.generations} generations are done (raise --generations to go on)")
+            raise interrupted(prepared.trainer, run_dir, config.train.epochs, seeds_left) from None
+    return trained
+
+
+def train(args: argparse.Namespace) -> int:
+    """The command's work: every check before a run directory is written, then the generations
+    (with --seeds: every seed folder checked and the first run built before any is written)."""
+    set_threads(args.threads)
+    seeds = seeds_from_args(args)
+    with contextlib.ExitStack() as stack:
+        config, out, run_dir = config_from_args(args, stack)
+        if seeds is None:
+            trained = train_one(args, config, out, run_dir)
+            if not trained and args.progress:
+                print(f"nothing to do: all {config.train.generations} generations are done "
+                      "(raise --generations to go on)")
+    if seeds is not None:
+        configs = [dataclasses.replace(config, seed=seed) for seed in seeds]
+        outs = [str(check_new_folder(pathlib.Path(out) / f"seed{seed}")) for seed in seeds]
+        try:
+            prepared = prepare_run(configs[0])
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt("interrupted while loading the data; nothing was written") from None
+        for i, (seed_config, seed_out) in enumerate(zip(configs, outs)):
+            train_one(args, seed_config, seed_out, None, prepared if i == 0 else None,
+                      seeds_left=(seeds[i], seeds[i + 1:], pathlib.Path(out)))
+    if args.plot:
+        written = write_plot(out)
+        if written is not None and args.progress:
+            print(f"wrote {written}")
     return 0
 
 

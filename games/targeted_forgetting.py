@@ -1,12 +1,13 @@
 """`python -m games.targeted_forgetting`: which examples does forgetting remove?
 
-    python -m games.targeted_forgetting --seeds 0 1 2 3 4 --out runs/probe-ke          # KE-style, 10 % noise
+    python -m games.targeted_forgetting --seeds 0-4 --out runs/probe-ke               # KE-style, 10 % noise
     python -m games.targeted_forgetting --operator magnitude --keep-fraction 0.3 --grouping margin \\
-        --noise-fraction 0 --seeds 0 1 2 3 4 --out runs/probe-imp                       # IMP-style, hard examples
+        --noise-fraction 0 --seeds 0-4 --out runs/probe-imp                             # IMP-style, hard examples
 
 Trains on scikit-learn's digits (a share of labels made wrong, or groups by softmax margin) and at
 every --measure-every steps forgets a copy of the model, recording accuracy, loss and entropy of
-both groups before and after. One run directory per seed: OUT/seed_S/{config.json, probe.json}.
+both groups before and after. One run directory per seed: OUT/seedS/{config.json, probe.json}
+(--seeds as the language games take it: 0-4, 0,3,7).
 Prints the mean +- 95 % CI table over the seeds at the end (`python -m analysis.plot OUT --out
 fig.png` prints it again and draws the figure; `--metric loss` or `entropy` for the others).
 
@@ -31,6 +32,7 @@ from analysis.cli import run_command, starting
 
 with starting(__name__):  # Ctrl-C while torch loads: one line, exit 130
     from analysis.probe_plot import PROBE_FILE, load_probe, probe_summary, summary_table
+    from emergent_frl.batched import parse_seeds
     from emergent_frl.runs import RunDirectory, check_new_folder
     from emergent_frl.vision.checks import check_seed
     from emergent_frl.vision.experiment import set_threads
@@ -69,20 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
     add("--draws", type=int, help="forgetting draws averaged per measurement")
     add("--split-seed", type=int, help="seed of the digits train/test split")
     add("--device", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed (default: 0)")
+    parser.add_argument("--seeds", metavar="LIST", default="0",
+                        help="one run per seed, e.g. 0-4 or 0,3,7; each writes OUT/seedS (default: 0)")
     parser.add_argument("--out", default="runs/probe", help="parent folder of the per-seed run directories")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="one line per measurement (default on)")
+    parser.add_argument("--quiet", dest="progress", action="store_false", help="deprecated: same as --no-progress")
     return parser
 
 
 def configs_from_args(args: argparse.Namespace) -> list[ProbeConfig]:
     values = {k: getattr(args, k) for k in DEFAULTS if k != "seed"}
-    if len(set(args.seeds)) != len(args.seeds):
-        raise ValueError(f"--seeds {args.seeds}: each seed at most once")
-    for seed in args.seeds:
+    seeds = parse_seeds(args.seeds)
+    for seed in seeds:
         check_seed("--seeds", seed)
-    configs = [ProbeConfig(seed=seed, **values) for seed in args.seeds]
+    configs = [ProbeConfig(seed=seed, **values) for seed in seeds]
     for config in configs:
         config.validate()
     return configs
@@ -122,7 +126,7 @@ def plan(out: pathlib.Path, configs: list[ProbeConfig]) -> list[tuple[pathlib.Pa
     folder of other files, a probe with other settings) comes before any folder is made."""
     plans = []
     for config in configs:
-        path = check_new_folder(out / f"seed_{config.seed}")
+        path = check_new_folder(out / f"seed{config.seed}")
         plans.append((path, (path / PROBE_FILE).exists() and finished(path, config)))
     return plans
 
@@ -137,7 +141,7 @@ def open_folders(paths: list[pathlib.Path], stack: contextlib.ExitStack) -> list
     return [opened[i] for i in range(len(paths))]
 
 
-def run_one(probe: TargetedForgettingProbe, run_dir: RunDirectory, quiet: bool) -> None:
+def run_one(probe: TargetedForgettingProbe, run_dir: RunDirectory, progress: bool) -> None:
     config = probe.config
     run_dir.write_config(dataclasses.asdict(config))
     measurements: list[dict] = []
@@ -148,7 +152,7 @@ def run_one(probe: TargetedForgettingProbe, run_dir: RunDirectory, quiet: bool) 
         measurements.append(record)
         run_dir.write_json(PROBE_FILE, {"config": dataclasses.asdict(config), "groups": groups,
                                         "measurements": measurements, "seconds": time.perf_counter() - start})
-        if not quiet:
+        if progress:
             cells = "  ".join(f"{g} {100 * record['before'][g]['accuracy']:5.1f} -> {100 * record['after'][g]['accuracy']:5.1f}"
                               for g in groups)
             print(f"seed {config.seed}  step {record['step']:6d}  {cells}", flush=True)
@@ -181,12 +185,12 @@ def probe_all(args: argparse.Namespace) -> int:
         done_seeds: list[int] = []
         for probe, run_dir, (_, done) in zip(probes, run_dirs, plans):
             if done:
-                if not args.quiet:
+                if args.progress:
                     print(f"seed {probe.config.seed}: {run_dir.path} already holds this probe, finished; reusing it")
             else:
                 try:
                     with out_of_memory_as_memory_error():
-                        run_one(probe, run_dir, args.quiet)
+                        run_one(probe, run_dir, args.progress)
                 except KeyboardInterrupt:
                     raise interrupted(probe, done_seeds) from None
             done_seeds.append(probe.config.seed)

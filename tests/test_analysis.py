@@ -123,7 +123,9 @@ def test_plot_cli_writes_png_and_errors_cleanly(sweep, tmp_path):
 
 def test_analysis_never_imports_torch(sweep):
     code = ("import sys, analysis.runs, analysis.curves, analysis.report, analysis.plot, analysis.stats,"
-            " analysis.compare, analysis.language_scores, analysis.figures, analysis.probe_plot, analysis._parser;"
+            " analysis.compare, analysis.language_scores, analysis.figures, analysis.probe_plot, analysis._parser,"
+            " analysis.dynamics, analysis.language_figure, analysis.html_report, analysis.teaching_plot,"
+            " analysis.language_metrics;"
             "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -328,3 +330,28 @@ def test_plot_curves_draws_a_run_whose_topsim_was_never_defined(tmp_path):
     write_run(tmp_path / "run", "pbf", 0, [None, None], [0.5, 0.6])
     written = plot_curves([load_run(tmp_path / "run")], ["topsim", "accuracy"], str(tmp_path / "run" / "topsim.png"))
     assert written == tmp_path / "run" / "topsim.png" and written.stat().st_size > 1000
+
+
+def test_the_fresh_listeners_curves_are_drawn_per_generation_with_their_numbers(tmp_path, capsys):
+    from analysis import plot
+
+    for strategy, shift in (("no_reset", 0.0), ("reset_receiver", 0.1)):
+        for seed in (0, 1):
+            path = tmp_path / strategy / f"seed{seed}"
+            path.mkdir(parents=True)
+            (path / "config.json").write_text(json.dumps({"strategy": strategy, "seed": seed}))
+            records = [{"generation": g, "strategy": strategy, "seed": seed, "topsim": 0.5,
+                        "ease_of_teaching_steps": [0, 1, 10, 100],
+                        "ease_of_teaching_curve": [0.2, 0.3 + shift, 0.6 + shift, 0.8 + seed / 10]}
+                       for g in range(2)]
+            (path / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "eot.png"
+    assert plot.main([str(tmp_path), "--metric", "ease_of_teaching_curve", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert out.stat().st_size > 10_000
+    assert "| reset_receiver | 1 | 2 | 0.20 | 0.40 | 0.70 | 0.85 |" in printed
+    (tmp_path / "no_reset" / "seed0" / "generations.jsonl").write_text(
+        json.dumps({"generation": 0, "strategy": "no_reset", "seed": 0, "topsim": 0.5,
+                    "ease_of_teaching_curve": [0.2]}) + "\n")
+    assert plot.main([str(tmp_path), "--metric", "ease_of_teaching_curve", "--out", str(out)]) == 2
+    assert "without ease_of_teaching_steps" in capsys.readouterr().err

@@ -1,9 +1,9 @@
-"""Batched runs (emergent_frl/batched/): S runs of one shape as one computation.
+"""Batched runs (emergent_frl/batched/): S runs of one shape trained as one computation.
 
-What is checked: each run's loss and gradients equal the unbatched game's for the same weights and
-random stream; each run consumes exactly its single-run random stream; the stacked Adam is torch's
-Adam per run (with per-run resets); runs do not influence each other; a batched run writes the run
-directories `LanguageRun` writes, resumes exactly, and falls back to single runs where it must.
+What is checked here, at the level of runs (the engine's step: tests/test_stacked.py): each run
+consumes exactly its single-run random stream; runs do not influence each other; a batched run
+writes the run directories `LanguageRun` writes, resumes exactly, and brings lagging runs level on
+the batched engine.
 """
 
 import math
@@ -11,17 +11,10 @@ import math
 import pytest
 import torch
 
-from emergent_frl.batched import (
-    BatchedGame,
-    BatchedLanguageRuns,
-    StackedAdam,
-    batch_key,
-    parse_seeds,
-    run_language_batched,
-)
+from emergent_frl.batched import BatchedLanguageRuns, batch_key, parse_seeds, run_language_batched
 from emergent_frl.relearn import EVALUATIONS_FILE, LanguageRun, NonFiniteError, run_language, split_config
 from emergent_frl.runs import RunDirectory
-from emergent_frl.training import LanguageGameConfig, build_game, make_generator
+from emergent_frl.trainers import ReferenceTrainer
 from tiny_configs import TINY
 
 
@@ -35,91 +28,6 @@ def _without_seconds(records):
     def plain(v):
         return None if isinstance(v, float) and math.isnan(v) else v
     return [{k: plain(v) for k, v in r.items() if k != "seconds"} for r in records]
-
-
-@pytest.mark.parametrize("overrides", [
-    {},
-    {"cell": "gru"},
-    {"cell": "rnn"},
-    {"channel": "gumbel"},
-    {"channel": "gumbel", "straight_through": False},
-    {"eos": True, "max_len": 4},
-    {"max_len": 1},
-    {"embed_size": 5, "learned_start": True},
-    {"baseline": True, "sender_entropy_coeff": 0.05},
-    {"easy_limit": 1, "n_values": 4},
-    {"holdout": "random", "holdout_fraction": 0.2},
-    {"game": "reconstruction"},
-    {"game": "reconstruction", "eos": True, "max_len": 3, "cell": "gru", "channel": "gumbel"},
-])
-def test_each_runs_loss_and_gradients_equal_the_unbatched_game(overrides):
-    values = {**TINY, "hidden_size": 24, **overrides}
-    configs = [LanguageGameConfig(**{**values, "seed": seed}) for seed in (0, 3, 5)]
-    games = [build_game(c) for c in configs]
-    batched = BatchedGame(games)
-    generators = [make_generator(c) for c in configs]
-    states = [g.get_state() for g in generators]
-    batch = batched.sample(generators)
-    loss, stats = batched.losses(batch)
-    grads = torch.autograd.grad(loss.sum(), list(batched.leaves.values()), allow_unused=True,
-                                materialize_grads=True)
-    grads = batched.parameters_by_name(dict(zip(batched.leaves, grads)))
-    weights = batched.parameters_by_name()
-    for run, (game, config) in enumerate(zip(games, configs)):
-        generator = make_generator(config)
-        generator.set_state(states[run])
-        single = game.sample_batch(game.batch_size, generator)
-        out = game.play(single, generator)
-        game.zero_grad()
-        out.loss.backward()
-        # The same batch and noise: the run consumed exactly the single run's random stream.
-        assert torch.equal(batch.sender_input[run], single.sender_input)
-        assert torch.equal(batch.labels[run], single.labels)
-        if single.receiver_input is not None:
-            assert torch.equal(batch.receiver_input[run], single.receiver_input)
-        assert torch.equal(generators[run].get_state(), generator.get_state())
-        assert stats[run, 0].item() == pytest.approx(out.accuracy.mean().item())
-        assert loss[run].item() == pytest.approx(out.loss.item(), rel=1e-5, abs=1e-6)
-        scale = max(p.grad.abs().max().item() for p in game.parameters())
-        for name, p in game.named_parameters():
-            assert torch.equal(weights[name][run], p.detach())
-            torch.testing.assert_close(grads[name][run], p.grad, rtol=1e-4, atol=1e-5 * scale, msg=name)
-
-
-def test_stacked_adam_is_torch_adam_per_run_with_resets():
-    torch.manual_seed(0)
-    game = build_game(LanguageGameConfig(**TINY))
-    batched = BatchedGame([game, build_game(LanguageGameConfig(**TINY, seed=1))])
-    lrs = {slot.name: [1e-3, 5e-3] for slot in batched.slots}
-    adam = StackedAdam(batched.leaves, batched.slots, lrs)
-    singles = [{name: p.detach().clone().requires_grad_() for name, p in game.named_parameters()}
-               for _ in range(2)]
-    start = batched.parameters_by_name()
-    for run in range(2):
-        for name, p in singles[run].items():
-            p.data.copy_(start[name][run])
-    optimizers = [torch.optim.Adam(list(singles[run].values()), lr=lr) for run, lr in enumerate((1e-3, 5e-3))]
-    names = {id(p): n for n, p in singles[1].items()}
-    for step in range(4):
-        grads = {leaf: torch.randn_like(t) for leaf, t in batched.leaves.items()}
-        by_name = batched.parameters_by_name(grads)
-        adam.step(grads)
-        for run in range(2):
-            for name, p in singles[run].items():
-                p.grad = by_name[name][run].clone()
-            optimizers[run].step()
-        if step == 1:  # run 1 gets fresh optimizer state, run 0 keeps its own
-            optimizers[1] = torch.optim.Adam(list(singles[1].values()), lr=5e-3)
-            adam.import_run(1, optimizers[1], names)
-    now = batched.parameters_by_name()
-    for run in range(2):
-        for name, p in singles[run].items():
-            torch.testing.assert_close(now[name][run], p.detach(), rtol=1e-5, atol=1e-7, msg=name)
-    exported = torch.optim.Adam(list(singles[1].values()), lr=5e-3)
-    adam.export_run(1, exported, names)
-    for p in singles[1].values():
-        assert exported.state[p]["step"].item() == 2  # two steps since the reset
-        torch.testing.assert_close(exported.state[p]["exp_avg"], optimizers[1].state[p]["exp_avg"])
 
 
 def test_one_runs_seed_does_not_change_another_runs_records():
@@ -205,7 +113,9 @@ def test_resumed_batch_writes_the_records_of_an_uninterrupted_one(tmp_path):
 def test_runs_left_at_different_generations_catch_up_batched_then_go_on_together(tmp_path, monkeypatch):
     """A sweep's batch killed while its runs wrote their checkpoints leaves them at different
     generations: the laggards catch up as a batch of their own on this engine (never on the
-    reference engine), and the records equal an uninterrupted batch's."""
+    reference engine), and the records equal an uninterrupted batch's, to float rounding: a run
+    trained in a batch of 1 and then of 3 sums its reductions in another order than in a batch of 3
+    throughout (a ~1e-7 relative difference in a score), so the comparison is approximate here."""
     values = [tiny(strategy=s, seed=i, generations=4, iterations_per_generation=12, eval_every=6)
               for i, s in enumerate(["pbf", "reset_sender", "no_reset"])]
     straight = [str(tmp_path / f"straight-{i}") for i in range(3)]
@@ -215,14 +125,18 @@ def test_runs_left_at_different_generations_catch_up_batched_then_go_on_together
     run_language_batched(values[:1], resumed[:1], progress=False, resume=True, until=3)  # run 0 at 3
     run_language_batched(values[1:2], resumed[1:2], progress=False, resume=True, until=2)  # run 1 at 2
     reference_steps = []
-    real_train = LanguageRun.train
-    monkeypatch.setattr(LanguageRun, "train", lambda self, n, opt: reference_steps.append(n) or real_train(self, n, opt))
+    real_train = ReferenceTrainer.train
+    monkeypatch.setattr(ReferenceTrainer, "train",
+                        lambda self, runs, n, only: reference_steps.append(n) or real_train(self, runs, n, only))
     run_language_batched(values, resumed, progress=False, resume=True)  # run 2 at 1 catches up to 2, then 3
     assert [n for n in reference_steps if n] == []
     for a, b in zip(straight, resumed):
         a, b = RunDirectory(a, resume=True), RunDirectory(b, resume=True)
-        assert _without_seconds(a.records()) == _without_seconds(b.records())
-        assert a.records(EVALUATIONS_FILE) == b.records(EVALUATIONS_FILE)
+        for name in ("generations.jsonl", EVALUATIONS_FILE):
+            mine, theirs = _without_seconds(a.records(name)), _without_seconds(b.records(name))
+            assert len(mine) == len(theirs) and [r.keys() for r in mine] == [r.keys() for r in theirs]
+            for x, y in zip(mine, theirs):
+                assert x == pytest.approx(y, rel=1e-5, abs=1e-6), name
 
 
 def test_runs_of_other_shapes_or_warm_ups_go_to_other_batches():
@@ -260,21 +174,6 @@ def test_iterated_learnings_warm_up_trains_the_listener_alone():
         assert not all(torch.equal(now[n], before[n]) for n in receiver)
 
 
-def test_stacked_adam_steps_one_agent_alone():
-    batched = BatchedGame([build_game(LanguageGameConfig(**TINY, seed=s)) for s in (0, 1)])
-    adam = StackedAdam(batched.leaves, batched.slots, {slot.name: [1e-2, 1e-2] for slot in batched.slots})
-    start = {n: t.clone() for n, t in batched.parameters_by_name().items()}
-    grads = {leaf: torch.ones_like(t) for leaf, t in batched.leaves.items()}
-    adam.step(grads, only="receiver")
-    now = batched.parameters_by_name()
-    assert all(torch.equal(now[n], start[n]) for n in now if n.startswith("sender."))
-    assert all(not torch.equal(now[n], start[n]) for n in now if n.startswith("receiver."))
-    receiver_slots = [k for k, slot in enumerate(batched.slots) if slot.name.startswith("receiver.")]
-    assert adam.steps[receiver_slots].eq(1).all() and adam.steps.sum() == len(receiver_slots) * 2
-    with pytest.raises(ValueError, match="agents are"):
-        adam.step(grads, only="listener")
-
-
 def test_a_diverging_run_stops_alone(tmp_path):
     values = [tiny(strategy="pbf", generations=3, iterations_per_generation=5, seed=s) for s in (0, 1)]
     game_configs, relearns = zip(*(split_config(v) for v in values))
@@ -282,7 +181,7 @@ def test_a_diverging_run_stops_alone(tmp_path):
     runs = BatchedLanguageRuns(game_configs, relearns, run_dirs, progress=False)
     runs.run(until=1)
     with torch.no_grad():
-        runs.game.leaves["sender.encoder.weight_t"][1].fill_(float("nan"))
+        runs.members[1].game.sender.encoder.weight.fill_(float("nan"))  # a view into the stack
     with pytest.raises(NonFiniteError, match="run 1 .seed 1.*generation 1"):
         runs.run()
     assert [len(d.records()) for d in run_dirs] == [3, 1]

@@ -11,9 +11,10 @@ import warnings
 import pytest
 import torch
 
-from emergent_frl.batched import BatchedGame, BatchedLanguageRuns, run_language_batched
-from emergent_frl.batched import compiling
-from emergent_frl.batched.compiling import MaybeCompiled, compile_mode
+from emergent_frl.batched import BatchedLanguageRuns, run_language_batched
+from emergent_frl.stacked import StackedGames
+from emergent_frl import compiling
+from emergent_frl.compiling import MaybeCompiled, compile_mode
 from emergent_frl.relearn import RelearnConfig
 from emergent_frl.training import LanguageGameConfig, build_game, make_generator
 from tiny_configs import TINY
@@ -91,16 +92,12 @@ def test_failures_after_a_successful_compiled_call_propagate(monkeypatch):
 @pytest.mark.slow
 def test_compiled_loss_and_gradients_equal_the_eager_ones():
     configs = [LanguageGameConfig(**{**TINY, "seed": seed}) for seed in (0, 1)]
-    eager, compiled = (BatchedGame([build_game(c) for c in configs], compile=setting) for setting in (False, True))
-    for name, leaf in eager.leaves.items():
-        with torch.no_grad():
-            compiled.leaves[name].copy_(leaf)
+    eager, compiled = (StackedGames([build_game(c) for c in configs], compile=setting) for setting in (False, True))
     results = []
     for game in (eager, compiled):
         batch = game.sample([make_generator(c) for c in configs])
         loss, stats = game.losses(batch)
-        grads = torch.autograd.grad(loss.sum(), list(game.leaves.values()), materialize_grads=True)
-        results.append((loss, stats, grads))
+        results.append((loss, stats, list(game.gradients(loss).values())))
     (loss_e, stats_e, grads_e), (loss_c, stats_c, grads_c) = results
     assert compiled._loss.is_compiled
     torch.testing.assert_close(loss_c, loss_e, rtol=1e-5, atol=1e-6)
@@ -122,3 +119,26 @@ def test_a_compiled_run_is_reproducible_from_its_seeds():
     first, second = run(), run()
     assert first == second
     assert first[0] != first[1]
+
+
+def test_auto_compiles_only_where_the_work_pays_for_the_warm_up():
+    from emergent_frl.compiling import COMPILE_PAYS_FROM, resolve_auto
+
+    assert resolve_auto("auto", COMPILE_PAYS_FROM - 1) is False
+    assert resolve_auto("auto", COMPILE_PAYS_FROM) == "auto"
+    assert resolve_auto(True, 10) is True and resolve_auto(False, 10**9) is False
+    assert resolve_auto("reduce-overhead", 10) == "reduce-overhead"
+
+
+def test_a_short_run_records_that_it_trained_eager_and_resumes_so(tmp_path):
+    import json
+
+    from games import referential
+
+    run = tmp_path / "run"
+    flags = ["--n-values", "3", "--vocab-size", "6", "--n-candidates", "3", "--batch-size", "8", "--hidden-size", "8",
+             "--generations", "2", "--iterations-per-generation", "20", "--no-plot", "--no-progress"]
+    assert referential.main([*flags, "--out", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["compile"] is False
+    assert referential.main([*flags, "--resume", str(run), "--generations", "3"]) == 0
+    assert json.loads((run / "config.json").read_text())["compile"] is False

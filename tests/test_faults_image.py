@@ -41,10 +41,10 @@ def flags(values: dict[str, Any]) -> tuple[str, ...]:
     return tuple(arg for key, value in values.items() for arg in (flag_of(key), str(value)))
 
 
-TINY_ARGS = (*flags(TINY), "--quiet")
+TINY_ARGS = (*flags(TINY), "--no-progress")
 RUN = "{tmp}/run"
 # The smallest probe: 100 digits, a 20-wide MLP, two measurements.
-PROBE_ARGS = ("--steps", "20", "--measure-every", "10", "--train-per-class", "10", "--width", "20", "--quiet")
+PROBE_ARGS = ("--steps", "20", "--measure-every", "10", "--train-per-class", "10", "--width", "20", "--no-progress")
 HELD_LOCKS: list[int] = []  # descriptors of locks a case's setup holds; closed after each case
 Setup = Callable[[pathlib.Path], None]  # prepares a case's folder
 
@@ -297,16 +297,22 @@ IMAGE_CASES = [
     Fault("image: SIGINT during the checkpoint write waits for it", IMAGE, image("--generations", "3"), 130,
           "interrupted at generation 0, epoch 1 of 1; generation 0 is saved; continue with --resume",
           patches=((torch, "save", ctrl_c_inside_torch_save),), may_create=True),
+    Fault("image: Ctrl-C in the first of two seeds", IMAGE, image("--seeds", "0-1"), 130,
+          "interrupted at seed 0, generation 0, epoch 1 of 1; no generation is saved yet; continue with --resume "
+          "{tmp}/run/seed0, then the seeds not started with --seeds 1 --out {tmp}/run",
+          patches=((GenerationTrainer, "train_epoch", interrupt_generation(0)),), may_create=True),
     Fault("image: Ctrl-C in the first generation", IMAGE, image(), 130,
           "no generation is saved yet; continue with --resume",
           patches=((GenerationTrainer, "train_epoch", interrupt_generation(0)),), may_create=True),
 ]
 
 PROBE_CASES = [
-    Fault("probe: --seeds past 32 bits", PROBE, (*PROBE_OUT, "--seeds", "0", "20000000000000"), 2,
+    Fault("probe: --seeds past 32 bits", PROBE, (*PROBE_OUT, "--seeds", "0,20000000000000"), 2,
           "--seeds 20000000000000: allowed range is 0..4294967295"),
     Fault("probe: a negative seed", PROBE, (*PROBE_OUT, "--seeds", "-1"), 2,
-          "--seeds -1: allowed range is 0..4294967295"),
+          "--seeds -1: expected integers, ranges like 0-15, or a comma list"),
+    Fault("probe: --seeds in the old form (a list of words)", PROBE, (*PROBE_OUT, "--seeds", "0", "1"), 2,
+          "unrecognized arguments: 1"),
     non_finite(PROBE, PROBE_OUT, "--lr", "nan"),
     non_finite(PROBE, PROBE_OUT, "--momentum", "inf"),
     non_finite(PROBE, PROBE_OUT, "--keep-fraction", "nan"),
@@ -320,7 +326,7 @@ PROBE_CASES = [
     Fault("probe: more than the memory available", PROBE, (*PROBE_OUT, "--width", "4096"), 2,
           "--width 4096: the run would need about", patches=(LITTLE_MEMORY,)),
     Fault("probe: --out under a regular file", PROBE, (*PROBE_ARGS, "--out", "{tmp}/file/p"), 2,
-          "file/p/seed_0: cannot create the directory (Not a directory)", file_at("file")),
+          "file/p/seed0: cannot create the directory (Not a directory)", file_at("file")),
     Fault("probe: --out a regular file", PROBE, (*PROBE_ARGS, "--out", "{tmp}/file"), 2,
           "--out {tmp}/file: exists and is not a directory", file_at("file")),
     Fault("probe: --out under /proc", PROBE, (*PROBE_ARGS, "--out", "/proc/emergent-frl"), 2,
@@ -328,20 +334,20 @@ PROBE_CASES = [
     Fault("probe: --out on a read-only file system", PROBE, PROBE_OUT, 2,
           "cannot create the directory (Read-only file system)", patches=(READ_ONLY,)),
     Fault("probe: --out ''", PROBE, (*PROBE_ARGS, "--out", ""), 2, "--out '': give a directory name"),
-    Fault("probe: a seed folder another process writes", PROBE, (*PROBE_OUT, "--seeds", "0", "1"), 2,
-          "seed_1: another process (PID 4242)", hold_lock("p/seed_1")),
-    Fault("probe: one seed folder holds other settings, no other is made", PROBE, (*PROBE_OUT, "--seeds", "0", "1"), 2,
+    Fault("probe: a seed folder another process writes", PROBE, (*PROBE_OUT, "--seeds", "0-1"), 2,
+          "seed1: another process (PID 4242)", hold_lock("p/seed1")),
+    Fault("probe: one seed folder holds other settings, no other is made", PROBE, (*PROBE_OUT, "--seeds", "0-1"), 2,
           "already holds a probe with other settings (steps=30)",
           lambda tmp: finished_probe(tmp, "--seeds", "1", "--steps", "30")),
-    Fault("probe: disk full at a second seed, the first kept", PROBE, (*PROBE_OUT, "--seeds", "0", "1"), 1,
-          "cannot write {tmp}/p/seed_1/probe.json: the disk is full", lambda tmp: finished_probe(tmp, "--seeds", "0"),
+    Fault("probe: disk full at a second seed, the first kept", PROBE, (*PROBE_OUT, "--seeds", "0-1"), 1,
+          "cannot write {tmp}/p/seed1/probe.json: the disk is full", lambda tmp: finished_probe(tmp, "--seeds", "0"),
           patches=((os, "replace", fail_write_of("probe.json")),), may_create=True),
     Fault("probe: torch runs out of memory while measuring", PROBE, PROBE_OUT, 1, "failed: out of memory",
           patches=((TargetedForgettingProbe, "measure", out_of_memory),), may_create=True),
     Fault("probe: Ctrl-C at the second measurement", PROBE, (*PROBE_OUT, "--seeds", "3"), 130,
           "interrupted at seed 3, step 20 of 20; run the same command again to continue",
           patches=((TargetedForgettingProbe, "measure", interrupt_measurement(1)),), may_create=True),
-    Fault("probe: Ctrl-C in the second seed, the first kept", PROBE, (*PROBE_OUT, "--seeds", "0", "1"), 130,
+    Fault("probe: Ctrl-C in the second seed, the first kept", PROBE, (*PROBE_OUT, "--seeds", "0-1"), 130,
           "interrupted at seed 1, step 10 of 20; seed 0 is finished and kept; run the same command again",
           lambda tmp: finished_probe(tmp, "--seeds", "0"),
           patches=((TargetedForgettingProbe, "measure", interrupt_measurement(0)),), may_create=True),
@@ -371,7 +377,7 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path: pathlib.Path) 
     """SIGINT to a real training process after its first record: exit 130, one stderr line saying
     where to continue; `--resume` then gives the records of a run that never stopped."""
     argv = ["--train-per-class", "30", "--width", "4", "--epochs", "2", "--batch-size", "16", "--generations", "6",
-            "--threads", "1", "--quiet"]
+            "--threads", "1", "--no-progress"]
     part = tmp_path / "part"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen([sys.executable, "-m", IMAGE, *argv, "--out", str(part)], cwd=ROOT, env=env,
@@ -390,6 +396,6 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path: pathlib.Path) 
     saved = len(read_records(part))
     assert 1 <= saved < 6, "the run stopped partway"
 
-    assert image_classification.main(["--resume", str(part), "--threads", "1", "--quiet"]) == 0
+    assert image_classification.main(["--resume", str(part), "--threads", "1", "--no-progress"]) == 0
     assert image_classification.main([*argv, "--out", str(tmp_path / "full")]) == 0
     assert read_records(part) == read_records(tmp_path / "full")

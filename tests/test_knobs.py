@@ -28,7 +28,8 @@ from tiny_configs import TINY
 CONFIGS = (LanguageGameConfig, RelearnConfig)
 # The flags that are no config field, written by hand in games/cli.py.
 HAND_WRITTEN = {"--preset", "--lr", "--iterations", "--seeds", "--engine", "--compile", "--no-compile",
-                "--threads", "--out", "--resume", "--plot", "--no-plot", "--progress", "--no-progress"}
+                "--threads", "--out", "--resume", "--plot", "--no-plot", "--progress", "--no-progress",
+                "--tensorboard", "--wandb"}
 
 
 def config_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
@@ -96,7 +97,7 @@ def test_shape_fields_come_from_the_knobs_and_are_what_batch_key_compares():
                   "receiver_entropy_coeff": 0.0, "easy_limit": 1, "eval_repeats": 2,
                   "holdout": "random", "receiver_keep_fraction": 0.5, "mask": "bernoulli"}
     other_shape = {"vocab_size": 5, "max_len": 3, "hidden_size": 8, "n_candidates": 2, "embed_size": 4,
-                   "cell": "gru", "batch_size": 4, "baseline": True, "eval_every": 5, "generations": 3,
+                   "cell": "gru", "batch_size": 4, "baseline": False, "eval_every": 5, "generations": 3,
                    "iterations_per_generation": 20}
     for name, value in same_shape.items():
         changed = {**values, name: value, **({"holdout_fraction": 0.3} if name == "holdout" else {})}

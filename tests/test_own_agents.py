@@ -77,10 +77,6 @@ CASES = [
           (*FLAGS, "--agents", "myagents:build", "--strategy", "iterated_learning", "--listener-only-iterations", "10",
            *AGENTS_OUT), 2,
           "has no `log_prob_of`, which ImitatingSender requires"),
-    Fault("the batched engine", "games.referential", ("--agents", "myagents:build", "--engine", "batched", *AGENTS_OUT),
-          2, "--engine batched: trains the built-in agents only"),
-    Fault("--seeds", "games.referential", ("--agents", "myagents:build", "--seeds", "0-3", *AGENTS_OUT), 2,
-          "launch your own agents' seeds with python -m games.sweep"),
 ]
 
 
@@ -131,7 +127,7 @@ def test_the_script_records_the_agents_and_the_engine_and_resume_rebuilds_them(t
     run = tmp_path / "run"
     assert referential.main([*FLAGS, "--agents", "myagents:build", "--out", str(run)]) == 0
     config = json.loads((run / "config.json").read_text())
-    assert config["agents"] == "myagents:build" and config["engine"] == "reference"
+    assert config["agents"] == "myagents:build" and config["engine"] == "batched"
     assert referential.main(["--resume", str(run), "--generations", "3"]) == 0
     assert [r["generation"] for r in records(run)] == [0, 1, 2]
     assert json.loads((run / "config.json").read_text())["agents"] == "myagents:build"
@@ -146,13 +142,31 @@ def test_a_sweep_trains_own_agents_from_the_grid_key(tmp_path):
     for seed in (0, 1):
         run = tmp_path / "out" / "pbf" / f"seed{seed}"
         config = json.loads((run / "config.json").read_text())
-        assert config["agents"] == "myagents:build" and config["engine"] == "reference"
+        assert config["agents"] == "myagents:build" and config["engine"] == "batched"
         assert [r["seed"] for r in records(run)] == [seed, seed]
 
 
-def test_the_batched_engine_refuses_own_agents_instead_of_training_something_else():
-    with pytest.raises(ValueError, match="the batched engine stacks the built-in agents only"):
-        run_language_batched([{**SMALL, "generations": 1, "iterations_per_generation": 2}])
+def test_own_agents_train_batched_with_seeds_and_resume_to_the_uninterrupted_records(tmp_path):
+    """--seeds with --agents: the user's pair trains as one batched computation, each seed writes
+    its own run directory, and an interrupted batch resumed gives the uninterrupted records."""
+    flags = [*FLAGS, "--agents", "myagents:build", "--seeds", "0-3", "--generations", "3",
+             "--iterations-per-generation", "40", "--eval-every", "20"]
+    assert referential.main([*flags, "--out", str(tmp_path / "whole")]) == 0
+    straight = [records(tmp_path / "whole" / f"seed{s}") for s in range(4)]
+    assert [[r["seed"] for r in rs] for rs in straight] == [[s] * 3 for s in range(4)]
+    config = json.loads((tmp_path / "whole" / "seed2" / "config.json").read_text())
+    assert config["agents"] == "myagents:build" and config["engine"] == "batched"
+    values = [{**SMALL, "seed": s, "generations": 3, "iterations_per_generation": 40, "eval_every": 20,
+               "strategy": "pbf"} for s in range(4)]
+    cut = [str(tmp_path / "cut" / f"seed{s}") for s in range(4)]
+    run_language_batched(values, cut, progress=False, until=1)
+    run_language_batched(values, cut, progress=False, resume=True)
+    run_language_batched(values, [str(tmp_path / "again" / f"seed{s}") for s in range(4)], progress=False)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
+    for s in range(4):
+        for name in ("generations.jsonl", "evaluations.jsonl"):
+            assert strip(records(tmp_path / "cut" / f"seed{s}", name)) == \
+                strip(records(tmp_path / "again" / f"seed{s}", name))
 
 
 def test_a_strategy_object_of_your_own_is_what_runs_and_what_the_records_name(tmp_path):

@@ -102,22 +102,22 @@ def test_margin_groups_take_the_lowest_margin_share():
 
 def test_script_writes_probe_json_and_summary(tmp_path, capsys):
     out = tmp_path / "probe"
-    argv = ["--steps", "30", "--measure-every", "15", "--train-per-class", "20", "--width", "30", "--seeds", "0", "1",
-            "--out", str(out), "--quiet"]
+    argv = ["--steps", "30", "--measure-every", "15", "--train-per-class", "20", "--width", "30", "--seeds", "0-1",
+            "--out", str(out), "--no-progress"]
     assert targeted_forgetting.main(argv) == 0
     printed = capsys.readouterr().out
     assert "gap: drop(mislabeled) - drop(clean)" in printed
-    probe = json.loads((out / "seed_1" / "probe.json").read_text())
+    probe = json.loads((out / "seed1" / "probe.json").read_text())
     assert probe["groups"] == ["clean", "mislabeled"] and len(probe["measurements"]) == 2
-    assert json.loads((out / "seed_1" / "config.json").read_text())["seed"] == 1
+    assert json.loads((out / "seed1" / "config.json").read_text())["seed"] == 1
     # the same command again: finished seeds reused as they are, an interrupted one redone
-    finished = (out / "seed_1" / "probe.json").read_bytes()
-    cut = json.loads((out / "seed_0" / "probe.json").read_text())
+    finished = (out / "seed1" / "probe.json").read_bytes()
+    cut = json.loads((out / "seed0" / "probe.json").read_text())
     cut["measurements"] = cut["measurements"][:1]
-    (out / "seed_0" / "probe.json").write_text(json.dumps(cut))
+    (out / "seed0" / "probe.json").write_text(json.dumps(cut))
     assert targeted_forgetting.main(argv) == 0
-    assert (out / "seed_1" / "probe.json").read_bytes() == finished
-    assert len(json.loads((out / "seed_0" / "probe.json").read_text())["measurements"]) == 2
+    assert (out / "seed1" / "probe.json").read_bytes() == finished
+    assert len(json.loads((out / "seed0" / "probe.json").read_text())["measurements"]) == 2
     other = [a if a != "30" else "45" for a in argv]  # other settings: never overwritten
     assert targeted_forgetting.main(other) == 2
     assert "steps=30" in capsys.readouterr().err
@@ -125,7 +125,7 @@ def test_script_writes_probe_json_and_summary(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, flag", [(["--noise-fraction", "2"], "--noise-fraction"),
                                          (["--measure-every", "0"], "--measure-every"),
-                                         (["--seeds", "1", "1"], "--seeds"), (["--keep-fraction", "-1"], "--keep-fraction"),
+                                         (["--seeds", "1,1"], "--seeds 1,1: a seed is given twice"), (["--keep-fraction", "-1"], "--keep-fraction"),
                                          (["--keep-fraction", "nan"], "--keep-fraction nan: not a finite number"),
                                          (["--seeds", "4294967296"], "--seeds 4294967296: allowed range is 0.."),
                                          (["--device", "mps"], "--device"), (["--width", "0"], "--width")])
@@ -195,8 +195,8 @@ def test_analysis_plot_draws_a_probe_folder(tmp_path, capsys):
     from analysis import plot
 
     for i in range(2):
-        (tmp_path / f"seed_{i}").mkdir()
-        (tmp_path / f"seed_{i}" / "probe.json").write_text(json.dumps(fake_probe(i, (0.1, 0.5 + 0.1 * i))))
+        (tmp_path / f"seed{i}").mkdir()
+        (tmp_path / f"seed{i}" / "probe.json").write_text(json.dumps(fake_probe(i, (0.1, 0.5 + 0.1 * i))))
     assert plot.main([str(tmp_path), "--metric", "entropy", "--out", str(tmp_path / "p.png")]) == 0
     assert "| group | entropy before |" in capsys.readouterr().out
     assert (tmp_path / "p.png").stat().st_size > 10_000

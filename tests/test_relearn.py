@@ -124,9 +124,15 @@ def test_ease_of_teaching_records_a_learning_curve():
     records = run_language(tiny(generations=1, iterations_per_generation=20, ease_of_teaching=True,
                                 ease_of_teaching_iterations=30, ease_of_teaching_eval_every=10), None,
                            progress=False)
-    curve = records[0]["ease_of_teaching_curve"]
-    assert len(curve) == 3 and all(0 <= a <= 1 for a in curve)
-    assert records[0]["ease_of_teaching"] == pytest.approx(sum(curve) / 3)
+    record = records[0]
+    curve, steps = record["ease_of_teaching_curve"], record["ease_of_teaching_steps"]
+    # Step 0 (the untrained listener), the log-spaced 1, 2, 5 below eval_every, then every 10.
+    assert steps == [0, 1, 2, 5, 10, 20, 30]
+    assert len(curve) == len(steps) and all(0 <= a <= 1 for a in curve)
+    assert record["ease_of_teaching_protocol"] == "single" and record["ease_of_teaching_listeners"] == 1
+    # The area under the curve over the 30 iterations, by trapezoids between the recorded steps.
+    area = sum((b - a) * (x + y) / 2 for a, b, x, y in zip(steps, steps[1:], curve, curve[1:])) / 30
+    assert record["ease_of_teaching"] == pytest.approx(area)
 
 
 def test_ease_of_teaching_does_not_disturb_the_run():
@@ -163,3 +169,74 @@ def test_non_finite_weights_stop_the_run_and_keep_records(tmp_path):
     with pytest.raises(NonFiniteError, match="generation 1"):
         run.run()
     assert len(run.run_dir.records()) == 1
+
+
+def test_every_generations_language_before_and_after_forgetting_is_kept_and_resumes_exactly(tmp_path):
+    values = tiny(strategy="reset_sender", generations=3, iterations_per_generation=20)
+    run_language(values, str(tmp_path / "whole"), progress=False)
+    tables = RunDirectory(tmp_path / "whole", resume=True).records("languages.jsonl")
+    assert [(t["generation"], t["when"]) for t in tables] == [
+        (0, "before_forgetting"), (0, "after_forgetting"), (1, "before_forgetting"), (1, "after_forgetting"),
+        (2, "before_forgetting")]
+    assert tables[1]["messages"] != tables[0]["messages"]  # a new speaker speaks differently
+    final = RunDirectory(tmp_path / "whole", resume=True).read_json("language.json")
+    assert final["messages"] == tables[-1]["messages"] and "when" not in final
+    config = RunDirectory(tmp_path / "whole", resume=True).read_config()
+    assert set(config["versions"]) == {"emergent_frl", "torch", "numpy", "git_commit"}
+    assert config["versions"]["torch"] == torch.__version__
+    # interrupted after one generation, resumed, then extended by a generation: the same lines as
+    # one run of four generations
+    run_language(values, str(tmp_path / "cut"), progress=False, until=1)
+    run_language(values, str(tmp_path / "cut"), progress=False, resume=True)
+    run_language({**values, "generations": 4}, str(tmp_path / "cut"), progress=False, resume=True)
+    run_language({**values, "generations": 4}, str(tmp_path / "four"), progress=False)
+    cut = RunDirectory(tmp_path / "cut", resume=True).records("languages.jsonl")
+    assert cut == RunDirectory(tmp_path / "four", resume=True).records("languages.jsonl")
+    assert len(cut) == 7
+
+
+@pytest.mark.parametrize("strategy, counted", [("no_reset", 20), ("reset_receiver", 0), ("pbf", 0)])
+def test_the_running_mean_baseline_restarts_when_a_boundary_forgets(strategy, counted):
+    game_config, relearn = split_config(tiny(strategy=strategy, generations=2, iterations_per_generation=20,
+                                             baseline=True))
+    run = LanguageRun(game_config, relearn, progress=False)
+    run.run(until=1)  # one generation, then its boundary
+    assert run.game.baseline.count.item() == counted
+    run.run()
+    assert run.game.baseline.count.item() == counted + 20
+
+
+def test_difficulty_probes_and_the_wider_metrics_are_recorded_when_asked(tmp_path):
+    values = tiny(strategy="pbf", generations=2, iterations_per_generation=20, eval_every=10,
+                  difficulty_probes=True, wider_metrics=True)
+    records = run_language(values, str(tmp_path / "run"), progress=False)
+    probes = {"probe_same_attr0", "probe_same_attr1", "probe_easy", "probe_random"}
+    evaluations = RunDirectory(tmp_path / "run", resume=True).records(EVALUATIONS_FILE)
+    for record in [*records, *evaluations]:
+        assert probes <= set(record) and all(0.0 <= record[k] <= 1.0 for k in probes)
+        assert {"mutual_information", "context_independence"} <= set(record)
+    assert all(0.0 <= records[0][f"{k}_after_forgetting"] <= 1.0 for k in probes)
+    assert not any(k.startswith("probe_") for k in run_language(tiny(generations=1, iterations_per_generation=5),
+                                                                 None, progress=False)[0])
+    with pytest.raises(ConfigError, match="difficulty_probes"):
+        run_language(tiny(game="reconstruction", difficulty_probes=True, generations=1,
+                          iterations_per_generation=5), None, progress=False)
+
+
+def test_one_progress_bar_covers_the_whole_run(monkeypatch):
+    import emergent_frl.relearn as relearn
+
+    totals = []
+    real = relearn.tqdm
+
+    def recording(*args, **kwargs):
+        totals.append(kwargs.get("total"))
+        return real(*args, **{**kwargs, "disable": True})
+
+    monkeypatch.setattr(relearn, "tqdm", recording)
+    game_config, relearn_config = split_config(tiny(strategy="pbf", generations=3, iterations_per_generation=15))
+    LanguageRun(game_config, relearn_config, progress=True).run()
+    run = LanguageRun(game_config, relearn_config, progress=True)
+    run.run(until=1)
+    run.run()
+    assert totals == [45, 15, 30]  # one bar for every iteration a call trains: all, then one, then the rest

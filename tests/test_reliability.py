@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import emergent_frl.relearn as relearn
+import emergent_frl.trainers as trainers
 import games.cli
 from emergent_frl.relearn import NonFiniteError, run_language, split_config
 from emergent_frl.runs import LOCK_FILE, RunDirectory, atomic_write_text
@@ -103,8 +104,11 @@ def test_sigkill_at_a_random_point_then_resume_equals_an_uninterrupted_run(tmp_p
 
     resumed.stdin.write("go\n")
     resumed.stdin.flush()
-    # meanwhile, the same run uninterrupted, in this process (same config, CPU, one thread)
-    assert referential.main([*tiny_args, "--out", str(tmp_path / "reference")]) == 0
+    # meanwhile, the same run uninterrupted, in a fresh process as the others are (same config, CPU,
+    # one thread): a user's runs are processes, and a test process that ran hundreds of tests
+    # before is not a fresh one (see docs/RESULTS.md, "Determinism")
+    subprocess.run([*command, "--out", str(tmp_path / "reference")], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
     reference = read_jsonl(tmp_path / "reference" / "generations.jsonl")
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
@@ -233,7 +237,7 @@ def test_checkpoints_load_with_weights_only_passed_explicitly(tmp_path, monkeypa
 
 # -- divergence -------------------------------------------------------------------------------------
 def test_non_finite_loss_stops_the_run_naming_generation_and_iteration(tmp_path, monkeypatch):
-    real_train = relearn.train_iterations
+    real_train = trainers.train_iterations
     calls = []
 
     def diverging(*args, **kwargs):
@@ -243,7 +247,7 @@ def test_non_finite_loss_stops_the_run_naming_generation_and_iteration(tmp_path,
             out = {**out, "train_loss": math.nan}
         return out
 
-    monkeypatch.setattr(relearn, "train_iterations", diverging)
+    monkeypatch.setattr(trainers, "train_iterations", diverging)
     with pytest.raises(NonFiniteError, match=r"generation 1 by iteration 20\b") as info:
         run_language({**TINY, "generations": 4, "iterations_per_generation": 10}, str(tmp_path / "run"),
                      progress=False)

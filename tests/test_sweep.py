@@ -21,6 +21,8 @@ from emergent_frl.sweeps import SweepError, Task, plan_tasks, run_state, run_swe
 from games import sweep
 from games.presets import available_sweeps
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
 TINY = {"n_values": [2, 3], "vocab_size": 6, "n_candidates": 3, "hidden_size": 16, "batch_size": 8,
         "eval_every": 0}
 
@@ -355,8 +357,11 @@ def test_ray_backend_on_a_local_two_cpu_ray_instance(tmp_path, capsys):
     _, runs = sweep.load_grid(grid)
     pbf = [run for run in runs if run.name.startswith("pbf/")]
     reference = [str(tmp_path / "reference" / run.name) for run in pbf]
-    run_language_batched([run.config for run in pbf], reference, progress=False, compile=False)
-    for run, path in zip(pbf, reference):  # same records as the same batch in this process
+    batch = ("import json, sys; from emergent_frl.batched import run_language_batched; "
+             "run_language_batched(json.loads(sys.argv[1]), json.loads(sys.argv[2]), progress=False, compile=False)")
+    subprocess.run([sys.executable, "-c", batch, json.dumps([run.config for run in pbf]), json.dumps(reference)],
+                   check=True, cwd=ROOT, timeout=300)
+    for run, path in zip(pbf, reference):  # same records as the same batch in a fresh process
         assert disk_records(out / run.name) == disk_records(path)
     assert sweep.main([grid, "--out", str(out), "--backend", "ray", "--no-compile"]) == 0  # all done: no Ray
     assert "0 finished, 4 skipped, 0 failed" in capsys.readouterr().out
@@ -526,3 +531,28 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
+
+
+def test_a_sweep_has_one_progress_bar_over_its_runs(tmp_path, monkeypatch):
+    bars = []
+
+    class Bar:
+        def __init__(self, total, **kwargs):
+            self.total, self.n, self.disable, self.lines = total, 0, False, []
+            bars.append(self)
+
+        def refresh(self):
+            pass
+
+        def write(self, line):
+            self.lines.append(line)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(sweeps, "tqdm", Bar)
+    grid = write_grid(tmp_path, tiny_spec(strategy=["no_reset", "pbf"], seed=[0, 1]))
+    assert sweep.main([grid, "--out", str(tmp_path / "out"), "--workers", "1", "--no-compile"]) == 0
+    (bar,) = bars
+    assert bar.total == 4 and bar.n == 4  # runs done / total, with tqdm's ETA on a terminal
+    assert len([line for line in bar.lines if "finished" in line]) == 4  # the run lines go above the bar

@@ -350,7 +350,7 @@ def test_missing_cifar_gives_one_clear_error(tmp_path):
 
 # ----------------------------------------------------------------------------- trainer, resume
 TINY_ARGS = ["--train-per-class", "4", "--width", "4", "--epochs", "1", "--batch-size", "10", "--lr", "0.05",
-             "--val-fraction", "0.05", "--quiet"]
+             "--val-fraction", "0.05", "--no-progress"]
 
 
 def strip_seconds(records: list[dict]) -> list[dict]:
@@ -369,7 +369,7 @@ def test_resume_after_fewer_generations_equals_uninterrupted_run(tmp_path, strat
         args += ["--epochs", "2", "--rewind-epoch", "1"]
     assert image_classification.main(args + ["--generations", "3", "--out", str(full)]) == 0
     assert image_classification.main(args + ["--generations", "1", "--out", str(part)]) == 0
-    assert image_classification.main(["--resume", str(part), "--generations", "3", "--quiet"]) == 0
+    assert image_classification.main(["--resume", str(part), "--generations", "3", "--no-progress"]) == 0
     uninterrupted, resumed = read_records(full), read_records(part)
     assert [r["generation"] for r in resumed] == [0, 1, 2]
     assert strip_seconds(resumed) == strip_seconds(uninterrupted)
@@ -383,11 +383,11 @@ def test_image_file_run_resumes_identically(tmp_path):
     write_image_folder(tmp_path / "images")
     args = ["--dataset", "imagefolder", "--data-root", str(tmp_path / "images"), "--image-size", "16",
             "--val-fraction", "0.25", "--width", "4", "--epochs", "1", "--batch-size", "3", "--workers", "0",
-            "--strategy", "llf", "--quiet"]
+            "--strategy", "llf", "--no-progress"]
     full, part = tmp_path / "full", tmp_path / "part"
     assert image_classification.main(args + ["--generations", "2", "--out", str(full)]) == 0
     assert image_classification.main(args + ["--generations", "1", "--out", str(part)]) == 0
-    assert image_classification.main(["--resume", str(part), "--generations", "2", "--quiet"]) == 0
+    assert image_classification.main(["--resume", str(part), "--generations", "2", "--no-progress"]) == 0
     assert strip_seconds(read_records(part)) == strip_seconds(read_records(full))
 
 
@@ -433,7 +433,7 @@ def test_training_learns_digits_beyond_chance():
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, flag):
     if "cuda" in " ".join(argv) and torch.cuda.device_count() > 7:
         pytest.skip("this machine has a cuda:7")
-    assert image_classification.main(argv + ["--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert image_classification.main(argv + ["--out", str(tmp_path / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and flag in err and "\n" not in err
     assert not (tmp_path / "run").exists()  # nothing written before the arguments are valid
@@ -442,14 +442,61 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, flag):
 def test_resume_rejects_changed_settings(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert image_classification.main(TINY_ARGS + ["--generations", "1", "--out", out]) == 0
-    assert image_classification.main(["--resume", out, "--lr", "0.5", "--quiet"]) == 2
+    assert image_classification.main(["--resume", out, "--lr", "0.5", "--no-progress"]) == 2
     assert "--lr" in capsys.readouterr().err
-    assert image_classification.main(["--resume", out, "--generations", "2", "--quiet"]) == 0
-    assert image_classification.main(["--resume", out, "--generations", "1", "--quiet"]) == 2
+    assert image_classification.main(["--resume", out, "--generations", "2", "--no-progress"]) == 0
+    assert image_classification.main(["--resume", out, "--generations", "1", "--no-progress"]) == 2
     assert "already holds 2 generations" in capsys.readouterr().err
     assert image_classification.main(["--resume", out]) == 0
     assert "nothing to do" in capsys.readouterr().out
     assert image_classification.main(TINY_ARGS + ["--generations", "1", "--out", out]) == 2  # never overwrite
+
+
+def test_seeds_write_one_run_per_seed_and_one_plot_like_the_games(tmp_path, capsys):
+    out = tmp_path / "batch"
+    argv = TINY_ARGS + ["--generations", "2"]
+    assert image_classification.main(argv + ["--seeds", "0-1", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["accuracy.png", "seed0", "seed1"]
+    assert json.loads((out / "seed1" / "config.json").read_text())["seed"] == 1
+    assert (out / "accuracy.png").stat().st_size > 10_000
+    # each seed is the run `--seed S` makes alone, and a single run gets its own plot
+    assert image_classification.main(argv + ["--seed", "1", "--out", str(tmp_path / "one")]) == 0
+    assert strip_seconds(read_records(out / "seed1")) == strip_seconds(read_records(tmp_path / "one"))
+    assert strip_seconds(read_records(out / "seed0")) != strip_seconds(read_records(out / "seed1"))
+    assert (tmp_path / "one" / "accuracy.png").stat().st_size > 10_000
+    assert image_classification.main(argv + ["--seeds", "2", "--no-plot", "--out", str(tmp_path / "bare")]) == 0
+    assert sorted(p.name for p in (tmp_path / "bare").iterdir()) == ["seed2"]
+    assert capsys.readouterr().out == ""  # --no-progress: no per-generation lines
+
+
+def test_progress_lines_and_the_deprecated_quiet(tmp_path, capsys):
+    argv = [a for a in TINY_ARGS if a != "--no-progress"] + ["--generations", "2", "--no-plot"]
+    assert image_classification.main(argv + ["--seeds", "3", "--out", str(tmp_path / "a")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:4] for line in lines[1:]] == [["seed", "3", "gen", "0"], ["seed", "3", "gen", "1"]]
+    assert image_classification.main(argv + ["--quiet", "--out", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", "0,0"], "--seeds 0,0: a seed is given twice"),
+    (["--seeds", "-1"], "--seeds -1: expected integers"),
+    (["--seeds", "4294967296"], "--seeds 4294967296: allowed range is 0..4294967295"),
+    (["--seeds", "0-1", "--seed", "3"], "--seeds: give --seed or --seeds, not both"),
+    (["--seeds", "0", "1"], "unrecognized arguments: 1"),
+])
+def test_bad_seed_lists_exit_2_before_any_work(tmp_path, capsys, argv, message):
+    assert image_classification.main(TINY_ARGS + argv + ["--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_seeds_cannot_resume(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert image_classification.main(TINY_ARGS + ["--generations", "1", "--out", out]) == 0
+    assert image_classification.main(["--resume", out, "--seeds", "0-1"]) == 2
+    assert "--seeds: cannot be combined with --resume" in capsys.readouterr().err
 
 
 def test_edited_configuration_values_of_the_wrong_type_name_the_flag():

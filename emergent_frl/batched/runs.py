@@ -8,15 +8,11 @@ checkpoints on its own modules (copied from and back into the stack).
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
-from emergent_frl.batched.adam import StackedAdam
-from emergent_frl.batched.compiling import compile_mode
-from emergent_frl.batched.game import BatchedGame
+from emergent_frl.compiling import compile_mode
 from emergent_frl.batched.memory import keep_freed_memory
 from emergent_frl.relearn import (
     LanguageRun,
@@ -24,12 +20,15 @@ from emergent_frl.relearn import (
     RelearnConfig,
     flat_config,
     interruption_at,
+    run_generations,
     split_config,
 )
+from emergent_frl.stacked import STAT_NAMES, StackedGames
+from emergent_frl.trainers import ENGINES, StackedTrainer
 from emergent_frl.footprint import check_fits_in_memory
 from emergent_frl.knobs import shape_fields
-from emergent_frl.runs import CONFIG_FILE, RunDirectory
-from emergent_frl.training import Interrupted, LanguageGameConfig, evaluate
+from emergent_frl.runs import CONFIG_FILE, RunDirectory, software_versions
+from emergent_frl.training import LanguageGameConfig
 
 # Fields that must agree between the runs of one batch (they fix tensor shapes or the loop): the
 # knobs declared with shape=True.
@@ -39,7 +38,6 @@ RELEARN_SHAPE_FIELDS = shape_fields(RelearnConfig)
 # torch.compile where it works), the fast one; "reference": emergent_frl.relearn.LanguageRun (the
 # agents' own modules and torch optimizers), what run_language runs. The two follow a seed in
 # distribution, not bit for bit; run directories made before the choice existed are reference runs.
-ENGINES = ("batched", "reference")
 LEGACY_ENGINE = "reference"
 
 
@@ -55,7 +53,6 @@ def recorded_engine(saved: dict[str, Any], compile: bool | str = "auto",
     if compiled not in (True, False, "auto"):
         raise ValueError(f"{source}: compile {str(compiled)[:40]!r} is not one of [true, false, 'auto']")
     return engine, compiled
-STAT_NAMES = ("train_accuracy", "train_loss", "train_sender_entropy", "train_receiver_entropy")
 MAX_SEEDS = 4096
 
 
@@ -101,64 +98,19 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-class _TrainingStats:
-    """Per-run sums of per-batch means [S, 4], on the device: no host sync until `read()`."""
-
-    def __init__(self, runs: int, device: torch.device):
-        self.sums = torch.zeros(runs, len(STAT_NAMES), device=device)
-        self.count = 0
-
-    def add(self, stats: torch.Tensor) -> None:
-        self.sums += stats
-        self.count += 1
-
-    def read(self) -> list[dict[str, float]]:
-        values = (self.sums / max(self.count, 1)).tolist()
-        self.sums.zero_()
-        self.count = 0
-        return [dict(zip(STAT_NAMES, row)) for row in values]
-
-
-class _Member(LanguageRun):
-    """One run of a batch: a `LanguageRun` whose training is done by the batch. When the batch
-    hands it a generation's stats (`hand_over`), `train` returns them (and the record's "seconds"
-    include the batch's training time); otherwise it trains alone, as usual."""
-
-    _pending: tuple[dict[str, Any], ...] = ()
-    _pending_seconds = 0.0
-
-    def hand_over(self, stats: Sequence[dict[str, Any]], seconds: float) -> None:
-        """The batch's training of this run's next generation, one stats dict per `train` call the
-        generation makes (the listener-only warm-up, then the rest), and the batch's wall time."""
-        self._pending, self._pending_seconds = tuple(stats), seconds
-
-    def train(self, n: int, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
-        if not self._pending or n == 0:
-            return super().train(n, optimizers)
-        stats, self._pending = self._pending[0], self._pending[1:]
-        if stats["iterations"] != n:
-            raise RuntimeError(f"batched training ran {stats['iterations']} iterations, the run expected {n}")
-        self.iteration += n
-        return stats
-
-    def run_generation(self) -> dict[str, Any]:
-        record = super().run_generation()
-        record["seconds"] += self._pending_seconds
-        self._pending_seconds = 0.0
-        return record
-
-
 class BatchedLanguageRuns:
     """S language runs of one shape (seeds, strategies, learning rates may differ), trained together.
 
-    Every run writes the run directory, records and checkpoints `LanguageRun` would (its own code
-    does it); `run()` returns each run's records. Runs whose training diverges (nan/inf) stop
-    there, as a single run would; the others go on, and `run()` then raises NonFiniteError naming
-    the stopped runs.
+    Each run is a `LanguageRun` (its configs, strategy, generator, optimizers, records and run
+    directory); the generational loop (`run_generations`) trains them as one computation with a
+    `StackedTrainer` and lets each score, forget, record and checkpoint itself, so every run writes
+    what `LanguageRun` writes and can be resumed or extended alone. `run()` returns each run's
+    records. Runs whose training diverges (nan/inf) stop there, as a single run would; the others
+    go on, and `run()` then raises NonFiniteError naming the stopped runs.
 
     resume: continue every run from its directory's checkpoint (runs left at different
-    generations are first brought level, batched too). compile: see `BatchedGame`. tune_malloc:
-    call `keep_freed_memory()` (CPU only).
+    generations are brought level, batched too). compile: see `emergent_frl.compiling`.
+    tune_malloc: call `keep_freed_memory()` (CPU only).
     """
 
     def __init__(
@@ -172,6 +124,7 @@ class BatchedLanguageRuns:
         on_record: Callable[[int, dict[str, Any]], None] | None = None,
         compile: bool | str = False,
         tune_malloc: bool = True,
+        on_evaluation: Callable[[int, dict[str, Any]], None] | None = None,
     ):
         if len(game_configs) != len(relearns) or not game_configs:
             raise ValueError("BatchedLanguageRuns: give one relearn config per game config (at least one)")
@@ -186,56 +139,20 @@ class BatchedLanguageRuns:
                 raise ValueError(f"BatchedLanguageRuns: run {i} differs from run 0 in {differing}; "
                                  "only runs of one shape can share a batch")
         self.progress = progress
-        self.on_record = on_record
+        self.trainer = StackedTrainer(compile=compile, progress=progress)
         self.members = [
-            _Member(g, r, d, progress=False,
-                    on_record=None if on_record is None else (lambda rec, i=i: on_record(i, rec)))
+            LanguageRun(g, r, d, progress=False, trainer=self.trainer,
+                        on_record=None if on_record is None else (lambda rec, i=i: on_record(i, rec)),
+                        on_evaluation=None if on_evaluation is None else (lambda rec, i=i: on_evaluation(i, rec)))
             for i, (g, r, d) in enumerate(zip(game_configs, relearns, run_dirs))
         ]
+        self.relearn = self.members[0].relearn
         self.failed: dict[int, NonFiniteError] = {}
+        if tune_malloc and self.members[0].game.device.type == "cpu":
+            keep_freed_memory()
         if resume:
             for member in self.members:
                 member.resume()
-            self._bring_level(compile)
-        self._stack(compile, tune_malloc)
-
-    @classmethod
-    def _of(cls, members: Sequence[_Member], *, progress: bool, compile: bool | str) -> "BatchedLanguageRuns":
-        """A batch of runs whose members exist already (the laggards of a resumed batch)."""
-        runs = cls.__new__(cls)
-        runs.progress, runs.on_record, runs.members, runs.failed = progress, None, list(members), {}
-        runs._stack(compile, tune_malloc=False)
-        return runs
-
-    def _stack(self, compile: bool | str, tune_malloc: bool) -> None:
-        """Stack the members' modules and optimizer states into one game and one Adam."""
-        self.relearn = self.members[0].relearn
-        if tune_malloc and self.members[0].game.device.type == "cpu":
-            keep_freed_memory()
-        self.game = BatchedGame([m.game for m in self.members], compile=compile)
-        lrs = {slot.name: [getattr(m.config, f"lr_{slot.name.split('.')[0]}") for m in self.members]
-               for slot in self.game.slots}
-        self.optimizer = StackedAdam(self.game.leaves, self.game.slots, lrs)
-        self._names = [{id(p): n for n, p in m.game.named_parameters()} for m in self.members]
-        for i in range(len(self.members)):
-            self._load(i)
-
-    def _bring_level(self, compile: bool | str) -> None:
-        """Runs interrupted at different generations (a sweep's batch killed while its runs wrote
-        their checkpoints): the furthest behind catch up to the next ones as a batch of their own,
-        on this engine, until all stand at one generation. A run that diverges meanwhile stops."""
-        while True:
-            live = [i for i in range(len(self.members)) if i not in self.failed]
-            generations = sorted({self.members[i].generation for i in live})
-            if len(generations) < 2:
-                return
-            behind = [i for i in live if self.members[i].generation == generations[0]]
-            laggards = BatchedLanguageRuns._of([self.members[i] for i in behind], progress=self.progress,
-                                               compile=compile)
-            try:
-                laggards.run(until=generations[1])
-            except NonFiniteError:
-                self.failed.update({behind[j]: error for j, error in laggards.failed.items()})
 
     @property
     def n_runs(self) -> int:
@@ -245,114 +162,21 @@ class BatchedLanguageRuns:
     def generators(self) -> list[torch.Generator]:
         return [m.generator for m in self.members]
 
-    # -- moving state between the stack and the members --------------------------------------------
-    def _store(self, run: int) -> None:
-        """Stack -> member `run`: weights, baseline and optimizer state (for its own code)."""
-        member = self.members[run]
-        self.game.store(run, member.game)
-        for optimizer in member.optimizers.values():
-            self.optimizer.export_run(run, optimizer, self._names[run])
+    @property
+    def stacked(self) -> StackedGames:
+        """The runs' games as one computation (built on first use)."""
+        return self.trainer.stacked_for([m for m in self.members])
 
-    def _load(self, run: int) -> None:
-        """Member `run` -> stack, after its own code changed it (forgetting, fresh optimizers, resume)."""
-        member = self.members[run]
-        self.game.load(run, member.game)
-        for optimizer in member.optimizers.values():
-            self.optimizer.import_run(run, optimizer, self._names[run])
-
-    # -- training -----------------------------------------------------------------------------------
     def train_step(self, only: str | None = None) -> torch.Tensor:
-        """One iteration of every run; returns the per-run stats [S, 4] (on the device, no sync).
-        only="receiver": step only the listener's Adam, as a single run passing only its optimizer."""
-        batch = self.game.sample(self.generators)
-        loss, stats = self.game.losses(batch)
-        leaves = self.game.leaves
-        # A weight that met only zero inputs (e.g. max_len 1) gets a zero gradient, as in a single run.
-        grads = torch.autograd.grad(loss.sum(), list(leaves.values()), allow_unused=True, materialize_grads=True)
-        self.optimizer.step(dict(zip(leaves, grads)), only=only)
-        return stats
-
-    def train(self, n_iterations: int, *, eval_every: int | None = None,
-              only: str | None = None) -> list[dict[str, Any]]:
-        """Train every run `n_iterations` iterations (as `train_iterations` trains one; `only`: see
-        `train_step`): every
-        `eval_every` iterations each live run is evaluated by `evaluate` on its own modules and the
-        record goes to its member's `record_evaluation` (evaluations.jsonl). Returns per run {"iterations",
-        train_* since the last evaluation, "evaluations"}."""
-        stats = _TrainingStats(self.n_runs, self.game.device)
-        offsets = [m.iteration for m in self.members]
-        evaluations: list[list[dict[str, Any]]] = [[] for _ in self.members]
-        last = stats.read()
-        bar = tqdm(total=n_iterations, disable=None if self.progress else True,
-                   desc=f"{self.game.template.kind} x{self.n_runs}", leave=False)
-        done = 0
-        try:
-            for step in range(1, n_iterations + 1):
-                stats.add(self.train_step(only))
-                done = step
-                bar.update(1)
-                if eval_every and step % eval_every == 0:
-                    last = stats.read()
-                    for i, member in enumerate(self.members):
-                        if i not in self.failed:
-                            self._evaluate_member(i, {"iteration": offsets[i] + step, **last[i]}, evaluations[i])
-        except KeyboardInterrupt:
-            bar.close()
-            raise Interrupted(None, offsets[0] + done) from None
-        bar.close()
-        if stats.count:
-            last = stats.read()
-        return [{"iterations": n_iterations, **last[i], "evaluations": evaluations[i]}
-                for i in range(self.n_runs)]
-
-    def _evaluate_member(self, i: int, record: dict[str, Any], evaluations: list[dict[str, Any]]) -> None:
-        """Run i's greedy evaluation on its own modules, recorded by its own code; a run found
-        diverged there stops (its records up to the previous generation stay) and the others go on."""
-        member = self.members[i]
-        self.game.store(i, member.game)
-        metrics = evaluate(member.game)
-        metrics.pop("messages")
-        record.update(metrics)
-        try:
-            member.record_evaluation(record)
-        except NonFiniteError as error:
-            self.failed[i] = error
-            return
-        evaluations.append(record)
+        """One iteration of every run (no evaluation); the per-run stats [S, 4] (no host sync)."""
+        optimizers = [m.optimizers if only is None else {only: m.optimizers[only]} for m in self.members]
+        return self.stacked.train_step(self.generators, optimizers, only)
 
     def run(self, until: int | None = None) -> list[list[dict[str, Any]]]:
         """Run the remaining generations of every run (or stop after generation `until` - 1)."""
         alone = self.members[0].run_dir if self.n_runs == 1 else None
         with interruption_at(lambda: (min(m.generation for m in self.members), self.members[0].iteration), alone):
-            return self._run(until)
-
-    def _run(self, until: int | None) -> list[list[dict[str, Any]]]:
-        stop = self.relearn.generations if until is None else min(until, self.relearn.generations)
-        for i, member in enumerate(self.members):
-            if member.boundary_pending and member.generation < stop:
-                # A finished run extended with more generations: its last boundary comes first.
-                self._store(i)
-                member.extend_finished_run()
-                self._load(i)
-        # as LanguageRun.run_generation splits a generation; one value per batch (batch_key)
-        warmup = min(self.members[0].strategy.listener_only_iterations, self.relearn.iterations_per_generation)
-        phases = [(n, only) for n, only in ((warmup, "receiver"), (self.relearn.iterations_per_generation - warmup, None))
-                  if n > 0]
-        while any(m.generation < stop for i, m in enumerate(self.members) if i not in self.failed):
-            started = time.perf_counter()
-            results = [self.train(n, eval_every=self.members[0].config.eval_every or None, only=only)
-                       for n, only in phases]
-            seconds = time.perf_counter() - started
-            for i, member in enumerate(self.members):
-                if i in self.failed:
-                    continue  # diverged now or earlier: its records up to the previous generation stay
-                self._store(i)
-                member.hand_over([phase[i] for phase in results], seconds)
-                try:
-                    member.run(until=member.generation + 1)
-                except NonFiniteError as error:
-                    self.failed[i] = error  # its records up to the previous generation are kept
-                self._load(i)
+            self.failed.update(run_generations(self.members, self.trainer, until))
         if self.failed:
             if self.n_runs == 1:
                 raise self.failed[0]
@@ -372,12 +196,13 @@ def run_language_batched(
     launch: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
     max_batch: int | None = None,
     compile: bool | str = False,
+    on_evaluation: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> list[list[dict[str, Any]]]:
     """`run_language` for many runs: the runs that share a shape train as one batch.
 
     values_list[i]: run i's flat config (as for `run_language`); outs[i]: its run directory (or
     None). Runs are grouped by `batch_key` (at most `max_batch` per batch). `on_record(i, record)`
-    is called for run i's records.
+    is called for run i's records, `on_evaluation(i, record)` for its evaluations.
     `launch`: config.json keys saying how the runs were started, one dict for all or one per run.
     Every run's directory holds what `run_language` writes (config.json with `launch`, records,
     language.json, checkpoint.pt), so each can be resumed alone. Returns the records, per run.
@@ -398,9 +223,6 @@ def run_language_batched(
     for values in values_list:
         game_config, relearn = split_config(values)
         configs.append((game_config.validate(), relearn.validate()))
-        if game_config.agents is not None:
-            raise ValueError(f"agents={game_config.agents!r}: the batched engine stacks the built-in agents "
-                             "only; train your own agents with run_language (the reference engine)")
     groups: dict[Any, list[int]] = {}
     for i, values in enumerate(values_list):
         groups.setdefault(batch_key(values), []).append(i)
@@ -411,7 +233,8 @@ def run_language_batched(
         for o in outs:
             run_dirs.append(RunDirectory(o, resume=resume) if o is not None else None)
         return _run_groups(configs, run_dirs, launches, groups, values_list, resume=resume, progress=progress,
-                           on_record=on_record, until=until, max_batch=max_batch, compile=compile)
+                           on_record=on_record, until=until, max_batch=max_batch, compile=compile,
+                           on_evaluation=on_evaluation)
     finally:
         for run_dir in run_dirs:
             if run_dir is not None:
@@ -419,14 +242,16 @@ def run_language_batched(
 
 
 def _run_groups(configs, run_dirs, launches, groups, values_list, *, resume, progress, on_record, until,
-                max_batch, compile) -> list[list[dict[str, Any]]]:
+                max_batch, compile, on_evaluation=None) -> list[list[dict[str, Any]]]:
     """`run_language_batched` once every run directory is open: each group trains as batches."""
     # config.json as run_language writes it; written once the run's own resume check has passed.
     launch_configs = []
+    versions = software_versions()
     for (game_config, relearn), run_dir, run_launch in zip(configs, run_dirs, launches):
         saved = (run_dir.read_config() or {}) if (resume and run_dir is not None) else {}
         total = {"iterations": relearn.generations * relearn.iterations_per_generation}
-        launch_configs.append({**(run_launch or {}), **saved, **flat_config(game_config, relearn), **total})
+        launch_configs.append({"versions": versions, **(run_launch or {}), **saved, **flat_config(game_config, relearn),
+                               **total})
     records: list[list[dict[str, Any]] | None] = [None] * len(values_list)
     diverged: dict[int, NonFiniteError] = {}
     for members in groups.values():
@@ -437,6 +262,8 @@ def _run_groups(configs, run_dirs, launches, groups, values_list, *, resume, pro
                 [configs[i][0] for i in chunk], [configs[i][1] for i in chunk], [run_dirs[i] for i in chunk],
                 resume=resume, progress=progress, compile=compile,
                 on_record=None if on_record is None else (lambda j, rec, chunk=chunk: on_record(chunk[j], rec)),
+                on_evaluation=None if on_evaluation is None else (
+                    lambda j, rec, chunk=chunk: on_evaluation(chunk[j], rec)),
             )
             for i in chunk:
                 if run_dirs[i] is not None:

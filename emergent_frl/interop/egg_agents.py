@@ -95,10 +95,11 @@ def receiver_agent(receiver: ReferentialReceiver | ReconstructionReceiver) -> nn
 
 def cell_name(cell: nn.Module) -> str:
     """EGG's name ("rnn", "gru", "lstm") of one of our recurrent cells."""
-    for name, cls in CELLS.items():
-        if type(cell) is cls:
-            return name
-    raise ValueError(f"cell: {type(cell).__name__} has no EGG counterpart; allowed: {sorted(CELLS)}")
+    name = getattr(cell, "egg_name", None)
+    if name is None:
+        egg_cells = sorted(n for n, cls in CELLS.items() if cls.egg_name is not None)
+        raise ValueError(f"cell: {type(cell).__name__} has no EGG counterpart; allowed: {egg_cells}")
+    return name
 
 
 def _cell_input_size(agent: nn.Module) -> int:

@@ -31,6 +31,30 @@ def compile_mode(compile: bool | str) -> tuple[bool, str | None, bool]:
     raise ValueError(f"compile={compile!r}: must be {COMPILE_CHOICES}")
 
 
+# Compiling the training step costs a warm-up (about 15 s of wall time with inductor's cache warm,
+# about 35 s of CPU with it cold, on a 2-core CPU for the paper preset's model) and then saves part
+# of every step: about 0.6 ms of one run's 3.3 (eager steps use torch's fused LSTM kernel), about
+# 18 ms of 16 runs' 50 trained as one batch. That pays from roughly 30,000 run-iterations
+# (iterations x seeds) on, for one run or many; below this many, "auto" trains eager
+# (docs/RESULTS.md, Speed, "When compiling pays").
+COMPILE_PAYS_FROM = 40_000
+
+
+def compile_pays(run_iterations: int) -> bool:
+    """Whether compiling is worth its warm-up for `run_iterations` (iterations x seeds) of work.
+    Decided from the size of the work alone, never from timings, so a seed still fixes the run."""
+    return run_iterations >= COMPILE_PAYS_FROM
+
+
+def resolve_auto(compile: bool | str, run_iterations: int) -> bool | str:
+    """A new run's compile setting: "auto" stays "auto" (compile where the machine can) when
+    compiling pays for `run_iterations`, else becomes False; other settings are kept. The result
+    is what config.json records, so a resumed run trains as it began."""
+    if compile == "auto" and not compile_pays(run_iterations):
+        return False
+    return compile
+
+
 class _NoCudaRuntimeNote(logging.Filter):
     """Drops torch's "No CUDA runtime is found, using CUDA_HOME=..." note, which a CUDA build of
     torch logs on a machine without a GPU when inductor first loads its C++ toolchain: nothing is

@@ -1,0 +1,333 @@
+"""Many games of one shape trained as one computation: the games' own modules, parameters stacked.
+
+Why: forget-and-relearn science needs many seeds x strategies x long runs of tiny networks, and one
+run's step is a few hundred tiny ops, bound by per-op overhead. Stacking S runs' parameters along a
+leading dimension and running the game's own `forward` under `torch.func.vmap(functional_call)`
+makes every op serve all S runs, with no second copy of the agents, games or losses: whatever the
+modules compute for one run (a user's own agents included) is what the batch computes.
+
+    stacked = StackedGames(games)              # S games of one shape (built-in or your own agents)
+    stats = stacked.train_step(generators, optimizers)    # one iteration of every run
+
+How state is kept: each game's parameters and buffers become views into the stacked tensors
+(`link`), so the games stay the real thing. Their own code (evaluation, forgetting, checkpoints,
+their own torch optimizers) reads and writes the stack directly, with no copying at boundaries;
+`link` again after code that may have replaced a parameter re-attaches it.
+Randomness: each run's batch comes from its game's own `sample_batch` and its sampling noise from
+its own generator, in the order and shapes the single run draws them (`emergent_frl.noise`), so
+run i consumes the random stream of the same seed trained alone.
+Optimizers: each run keeps its own torch optimizers (one Adam per agent, `build_optimizers`);
+plain Adams are stepped together by torch's functional Adam (fused on CPU, foreach on CUDA) over
+all runs' parameters, one call per learning rate; any other optimizer steps on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch.func import functional_call, vmap
+from torch.optim.adam import adam as functional_adam
+
+from emergent_frl.compiling import MaybeCompiled
+from emergent_frl.games import GameBatch, LanguageGame
+from emergent_frl.noise import DrawRecorder, NoiseTape, draw_noise
+
+STAT_NAMES = ("train_accuracy", "train_loss", "train_sender_entropy", "train_receiver_entropy")
+RANDOM_IN_VMAP = "random operation"  # torch's words when something draws inside vmap
+NO_BATCHING_RULE = "Batching rule not implemented"  # ... and when an operation has no vmap rule
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+
+
+def check_same_shape(index: int, game: LanguageGame, first: LanguageGame) -> None:
+    """Raise if `game` cannot share a batch with `first`: other classes, parameter or buffer
+    shapes, batch size, or any setting its forward reads from plain attributes."""
+    def differs(what: str, a, b) -> None:
+        if a != b:
+            raise ValueError(f"game {index}: {what}={a!r}, game 0 has {b!r}; only games of one shape share a batch")
+
+    differs("type", type(game).__name__, type(first).__name__)
+    for role in ("sender", "receiver"):
+        differs(f"{role} type", type(getattr(game, role)).__name__, type(getattr(first, role)).__name__)
+    differs("parameters", [(n, tuple(p.shape)) for n, p in game.named_parameters()],
+            [(n, tuple(p.shape)) for n, p in first.named_parameters()])
+    differs("buffers", [(n, tuple(b.shape), b.dtype) for n, b in game.named_buffers()],
+            [(n, tuple(b.shape), b.dtype) for n, b in first.named_buffers()])
+    for attr in ("channel", "batch_size", "n_candidates"):
+        differs(attr, getattr(game, attr, None), getattr(first, attr, None))
+    for attr in ("vocab_size", "max_len", "eos", "temperature", "straight_through"):
+        differs(f"sender.{attr}", getattr(game.sender, attr, None), getattr(first.sender, attr, None))
+    code = lambda fn: getattr(fn, "__code__", fn)  # noqa: E731  (one loss closure per game is fine)
+    differs("loss", code(game.loss_fn), code(first.loss_fn))
+    differs("device", game.device, first.device)
+
+
+@dataclass
+class StackedBatch:
+    """One step's inputs for S runs: the games' `GameBatch` fields stacked, and each run's noise."""
+
+    sender_input: torch.Tensor
+    labels: torch.Tensor
+    receiver_input: torch.Tensor | None
+    aux_input: dict[str, torch.Tensor] | None
+    noise: list[torch.Tensor]
+
+
+def _stack_batches(batches: Sequence[GameBatch]) -> tuple[torch.Tensor, ...]:
+    first = batches[0]
+    receiver_input = None if first.receiver_input is None else torch.stack([b.receiver_input for b in batches])
+    aux = None
+    if first.aux_input:
+        aux = {k: torch.stack([b.aux_input[k] for b in batches]) for k in first.aux_input}
+    return (torch.stack([b.sender_input for b in batches]), torch.stack([b.labels for b in batches]),
+            receiver_input, aux)
+
+
+class StackedGames:
+    """S games of one shape (see `check_same_shape`) as one computation. `compile`: see
+    `emergent_frl.compiling.MaybeCompiled` (False, True, "auto" or a torch.compile mode)."""
+
+    def __init__(self, games: Sequence[LanguageGame], *, compile: bool | str = False):
+        if not games:
+            raise ValueError("StackedGames needs at least one game")
+        for i, game in enumerate(games):
+            check_same_shape(i, game, games[0])
+        self.games = list(games)
+        self.n_runs = len(self.games)
+        self.template = self.games[0]
+        self.device = self.template.device
+        # One run needs no stack: its game's own tensors are used as they are (no vmap either).
+        self.solo = self.n_runs == 1
+        if not self.solo:
+            with torch.no_grad():
+                self.params = {n: torch.stack([dict(g.named_parameters())[n] for g in self.games]).requires_grad_()
+                               for n, _ in self.template.named_parameters()}
+                self.buffers = {n: torch.stack([dict(g.named_buffers())[n] for g in self.games])
+                                for n, _ in self.template.named_buffers()}
+        self.link()
+        self._draws: list[tuple[tuple[int, ...], torch.dtype]] | None = None
+        # The games sample as the template does (same class code, same training pool): the runs'
+        # draws are arranged into batches by one call; otherwise each game samples its own batch.
+        pool = self.template.train_pool
+        self._shared_sampling = all(g.samples_by_draws() and torch.equal(g.train_pool, pool) for g in self.games)
+        self._loss = MaybeCompiled(self._losses, compile)
+        self._adam_plan: dict[str | None, list[tuple[dict[str, Any], list[list]]]] = {}
+        self._other_optimizers: list[tuple[int, str, torch.optim.Optimizer]] = []
+        self._names: list[dict[int, str]] = []
+        self._optimizers_seen: list[dict[str, torch.optim.Optimizer]] | None = None
+
+    # -- the games' tensors are views into the stack ------------------------------------------------
+    @torch.no_grad()
+    def link(self) -> None:
+        """Make every game's parameters and buffers views of its slice of the stack; a tensor that
+        is not (a module or parameter replaced since) is first copied into its slice."""
+        self._optimizers_seen = None  # the optimizer plan is rebuilt on the next step
+        if self.solo:  # [1, ...] views of the one game's own tensors, read-only
+            self.params = {n: p.detach().unsqueeze(0) for n, p in self.template.named_parameters()}
+            self.buffers = {n: b.unsqueeze(0) for n, b in self.template.named_buffers()}
+            return
+        for i, game in enumerate(self.games):
+            for table, named in ((self.params, game.named_parameters()), (self.buffers, game.named_buffers())):
+                named = dict(named)
+                if set(named) != set(table):
+                    raise ValueError(f"run {i}: its modules now hold {sorted(set(named) ^ set(table))[:5]} "
+                                     "that the batch does not (or the reverse); a batch keeps one structure")
+                for name, tensor in named.items():
+                    block = table[name].detach()[i]
+                    if tensor.data_ptr() == block.data_ptr() and tensor.shape == block.shape:
+                        continue
+                    if tensor.shape != block.shape:
+                        raise ValueError(f"run {i}: {name} now has shape {tuple(tensor.shape)}, the batch "
+                                         f"{tuple(block.shape)}")
+                    block.copy_(tensor)
+                    tensor.data = block
+
+    def parameters_by_name(self) -> dict[str, torch.Tensor]:
+        """{parameter name: [S, *shape]} (copies), e.g. to compare runs."""
+        return {n: p.detach().clone() for n, p in self.params.items()}
+
+    # -- one step -------------------------------------------------------------------------------------
+    def sample(self, generators: Sequence[torch.Generator]) -> StackedBatch:
+        """Each run's batch from its game's own `sample_batch`, then its noise, both from its own
+        generator, in the single run's order."""
+        if len(generators) != self.n_runs:
+            raise ValueError(f"{len(generators)} generators for {self.n_runs} runs")
+        if self._draws is None:
+            self._draws = self._discover_draws()
+        batch_size = self.template.batch_size
+        draws, batches, noise = [], [], []
+        for game, generator in zip(self.games, generators):
+            if self._shared_sampling:
+                draws.append(game.draw_batch(batch_size, generator))
+            else:
+                batches.append(game.sample_batch(batch_size, generator))
+            noise.append(draw_noise(self._draws, generator, self.device))
+        stacked_noise = [torch.stack([drawn[k] for drawn in noise]) for k in range(len(self._draws))]
+        if self._shared_sampling:  # one call arranges every run's draws
+            batch = self.template.batch_from_draws(tuple(torch.stack(parts) for parts in zip(*draws)))
+            return StackedBatch(batch.sender_input, batch.labels, batch.receiver_input, batch.aux_input,
+                                stacked_noise)
+        return StackedBatch(*_stack_batches(batches), stacked_noise)
+
+    @torch.no_grad()
+    def _discover_draws(self) -> list[tuple[tuple[int, ...], torch.dtype]]:
+        """The shapes of the random draws one training step makes: one forward of the template on a
+        batch from a throwaway generator, with a recorder in place of the generator."""
+        game = self.template
+        batch = game.sample_batch(game.batch_size, torch.Generator(device=self.device).manual_seed(0))
+        recorder = DrawRecorder()
+        game(batch.sender_input, batch.labels, batch.receiver_input, batch.aux_input, generator=recorder)
+        return recorder.shapes
+
+    def _losses(self, params, buffers, sender_input, labels, receiver_input, aux_input, noise, baseline):
+        """(loss [S], stats [S, 4]): the template game's own forward, once per run, under vmap."""
+        template = self.template
+        if self.solo:
+            aux = None if aux_input is None else {k: v[0] for k, v in aux_input.items()}
+            out = template(sender_input[0], labels[0], None if receiver_input is None else receiver_input[0], aux,
+                           generator=NoiseTape([n[0] for n in noise]), update_baseline=False,
+                           baseline_value=None if baseline is None else baseline[0])
+            stats = torch.stack([out.accuracy.mean(), out.task_loss.mean(), out.sender_entropy.mean(),
+                                 out.receiver_entropy.mean()])
+            return out.loss.unsqueeze(0), stats.unsqueeze(0)
+
+        def one_run(params, buffers, sender_input, labels, receiver_input, aux_input, noise, baseline):
+            out = functional_call(template, (params, buffers), (sender_input, labels, receiver_input, aux_input),
+                                  {"generator": NoiseTape(noise), "update_baseline": False,
+                                   "baseline_value": baseline}, strict=True)
+            stats = torch.stack([out.accuracy.mean(), out.task_loss.mean(), out.sender_entropy.mean(),
+                                 out.receiver_entropy.mean()])
+            return out.loss, stats
+
+        in_dims = (0, 0, 0, 0, None if receiver_input is None else 0, None if aux_input is None else 0, 0,
+                   None if baseline is None else 0)
+        return vmap(one_run, in_dims=in_dims)(params, buffers, sender_input, labels, receiver_input, aux_input,
+                                              noise, baseline)
+
+    def losses(self, batch: StackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-run loss [S] to backpropagate, per-run stats [S, 4] in `STAT_NAMES` order); then each
+        run's running-mean baseline takes its mean task loss, as the single game's forward does.
+        (Outside the possibly compiled step: a buffer changed inside it could be read back by the
+        compiled backward, which may recompute the advantage from it.)"""
+        # The step reads a copy of the running means; the buffers themselves change below.
+        baseline = None if self.template.baseline is None else self.buffers["baseline.mean"].clone()
+        try:
+            loss, stats = self._loss(self.params, self.buffers, batch.sender_input, batch.labels,
+                                     batch.receiver_input, batch.aux_input, batch.noise, baseline)
+            if self.template.baseline is not None:
+                with torch.no_grad():
+                    self.template.baseline.updated(self.buffers["baseline.mean"], self.buffers["baseline.count"],
+                                                   stats[:, 1])
+            return loss, stats
+        except RuntimeError as error:
+            if RANDOM_IN_VMAP in str(error):
+                raise RuntimeError(
+                    "the agents draw random numbers with a torch function inside the batched step; batched "
+                    "runs need every random draw to come through emergent_frl.noise (sample_categorical, "
+                    "exponential_noise) with the generator the agents are given, or train them with "
+                    "--engine reference (docs/own_agents.md)") from error
+            if NO_BATCHING_RULE in str(error):
+                raise RuntimeError(
+                    f"the agents use a torch operation that vmap cannot batch over runs ({_first_line(error)}); "
+                    "use the cells of emergent_frl.cells instead of nn.LSTM/nn.GRU(Cell), or train them with "
+                    "--engine reference (docs/own_agents.md)") from error
+            raise
+
+    def gradients(self, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{parameter name: [S, ...] gradient}; a parameter the loss does not reach gets zeros, as
+        a single run's optimizer would see no change."""
+        names = list(self.params)
+        leaves = dict(self.template.named_parameters()) if self.solo else self.params
+        grads = torch.autograd.grad(loss.sum(), [leaves[n] for n in names], allow_unused=True,
+                                    materialize_grads=True)
+        return {n: g.unsqueeze(0) if self.solo else g for n, g in zip(names, grads)}
+
+    def train_step(self, generators: Sequence[torch.Generator],
+                   optimizers: Sequence[Mapping[str, torch.optim.Optimizer]], only: str | None = None) -> torch.Tensor:
+        """One iteration of every run: sample, forward, backward, and a step of each run's
+        optimizers (`optimizers[i]` maps agent name -> optimizer over game i's parameters; `only`:
+        step that one alone, as a single run passing only that optimizer). Returns stats [S, 4]
+        (on the device, no host sync)."""
+        batch = self.sample(generators)
+        loss, stats = self.losses(batch)
+        self.step(self.gradients(loss), optimizers, only)
+        return stats
+
+    # -- optimizers ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, grads: dict[str, torch.Tensor], optimizers: Sequence[Mapping[str, torch.optim.Optimizer]],
+             only: str | None = None) -> None:
+        """Give each game's parameters its slice of `grads`, then step the runs' optimizers."""
+        optimizers = list(optimizers)
+        if len(optimizers) != self.n_runs:
+            raise ValueError(f"{len(optimizers)} optimizer sets for {self.n_runs} runs")
+        if only is not None and any(only not in o for o in optimizers):
+            raise ValueError(f"step(only={only!r}): every run's optimizers must include {only!r}")
+        if self._optimizers_seen is None or any(a != dict(b) for a, b in zip(self._optimizers_seen, optimizers)):
+            self._plan(optimizers)
+        # contiguous: the fused kernel is several times slower on strided views
+        per_run = {name: grad.contiguous().unbind(0) for name, grad in grads.items()}
+        for key in ([None] if only is None else [only]):
+            for hyper, (params, where, exp_avgs, exp_avg_sqs, steps) in self._adam_plan.get(key, []):
+                functional_adam(params, [per_run[name][i] for name, i in where], exp_avgs, exp_avg_sqs, [], steps,
+                                **hyper)
+        for run, agent, optimizer in self._other_optimizers:
+            if only is None or agent == only:
+                names = self._names[run]
+                for group in optimizer.param_groups:
+                    for param in group["params"]:
+                        param.grad = per_run[names[id(param)]][run]
+                optimizer.step()
+
+    def _plan(self, optimizers: Sequence[Mapping[str, torch.optim.Optimizer]]) -> None:
+        """Group the runs' plain Adams by hyperparameters into functional-Adam calls; initialise
+        their state as torch's Adam does on its first step."""
+        self._optimizers_seen = [dict(o) for o in optimizers]
+        groups: dict[tuple, list[list[torch.Tensor]]] = {}
+        self._other_optimizers = []
+        fused = self.device.type == "cpu"
+        self._names = [{id(p): n for n, p in game.named_parameters()} for game in self.games]
+        for run, run_optimizers in enumerate(optimizers):
+            for agent, optimizer in run_optimizers.items():
+                unknown = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in self._names[run]]
+                if unknown:
+                    raise ValueError(f"run {run}: the {agent!r} optimizer holds tensors that are not its game's "
+                                     "parameters")
+                if not _is_plain_adam(optimizer):
+                    self._other_optimizers.append((run, agent, optimizer))
+                    continue
+                for group in optimizer.param_groups:
+                    hyper = (agent, float(group["lr"]), tuple(group["betas"]), float(group["eps"]),
+                             float(group["weight_decay"]))
+                    lists = groups.setdefault(hyper, [[], [], [], [], []])
+                    for param in group["params"]:
+                        state = optimizer.state[param]
+                        if not state:
+                            state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                            state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                        lists[0].append(param)
+                        lists[1].append((self._names[run][id(param)], run))
+                        lists[2].append(state["exp_avg"])
+                        lists[3].append(state["exp_avg_sq"])
+                        lists[4].append(state["step"])
+        self._adam_plan = {}
+        for (agent, lr, betas, eps, weight_decay), lists in groups.items():
+            hyper = dict(lr=lr, beta1=betas[0], beta2=betas[1], eps=eps, weight_decay=weight_decay, amsgrad=False,
+                         maximize=False, foreach=not fused, fused=fused, capturable=False, differentiable=False)
+            entry = (hyper, lists)
+            self._adam_plan.setdefault(agent, []).append(entry)
+            self._adam_plan.setdefault(None, []).append(entry)
+
+
+def _is_plain_adam(optimizer: torch.optim.Optimizer) -> bool:
+    """torch's Adam with the options the functional step here reproduces."""
+    if type(optimizer) is not torch.optim.Adam:
+        return False
+    return all(not g.get("amsgrad") and not g.get("maximize") and not g.get("differentiable")
+               and not g.get("capturable") and not g.get("decoupled_weight_decay")
+               and not isinstance(g["lr"], torch.Tensor) for g in optimizer.param_groups)
