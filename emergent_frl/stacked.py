@@ -159,6 +159,14 @@ class StackedGames:
         if self._draws is None:
             self._draws = self._discover_draws()
         batch_size = self.template.batch_size
+        if self.solo:  # one run: its own batch and noise, viewed with a leading run dimension of 1
+            generator = generators[0]
+            batch = self.template.sample_batch(batch_size, generator)
+            noise = draw_noise(self._draws, generator, self.device)
+            return StackedBatch(batch.sender_input.unsqueeze(0), batch.labels.unsqueeze(0),
+                                None if batch.receiver_input is None else batch.receiver_input.unsqueeze(0),
+                                None if not batch.aux_input else {k: v.unsqueeze(0) for k, v in batch.aux_input.items()},
+                                [n.unsqueeze(0) for n in noise])
         draws, batches, noise = [], [], []
         for game, generator in zip(self.games, generators):
             if self._shared_sampling:
