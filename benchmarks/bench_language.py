@@ -72,14 +72,15 @@ def model_flops(config: LanguageGameConfig) -> float:
     return 3.0 * forward
 
 
-def matmul_peak(seconds: float) -> tuple[float, str]:
-    """The best GFLOP/s of torch.mm / torch.bmm over a few sizes (float32, current threads)."""
+def matmul_peak(seconds: float, device: str = "cpu") -> tuple[float, str]:
+    """The best GFLOP/s of torch.mm / torch.bmm over a few sizes (float32, current threads), on
+    `device`."""
     shapes = [("mm", 100, 108, 400), ("mm", 1600, 108, 400), ("mm", 512, 512, 512),
               ("mm", 1024, 1024, 1024), ("bmm16", 100, 108, 400)]
     best, where = 0.0, ""
     for kind, m, k, n in shapes:
         runs = 16 if kind == "bmm16" else 1
-        a, b = torch.randn(runs, m, k), torch.randn(runs, k, n)
+        a, b = torch.randn(runs, m, k, device=device), torch.randn(runs, k, n, device=device)
         f = (lambda: torch.bmm(a, b)) if runs > 1 else (lambda: torch.mm(a[0], b[0]))
         rate = 2.0 * runs * m * k * n / seconds_per_call(f, seconds / len(shapes)) / 1e9
         if rate > best:
@@ -87,13 +88,21 @@ def matmul_peak(seconds: float) -> tuple[float, str]:
     return best, where
 
 
+def _synchronize() -> None:
+    """Wait for queued GPU work, so a GPU step is timed when it is done, not when it was queued."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def seconds_per_call(f, seconds: float, warmup: int = 3) -> float:
     for _ in range(warmup):
         f()
+    _synchronize()
     calls, start = 0, CLOCK()
     while True:
         f()
         calls += 1
+        _synchronize()
         elapsed = CLOCK() - start
         if elapsed >= seconds and calls >= 3:
             return elapsed / calls
@@ -153,10 +162,11 @@ def gemm_shapes(loop) -> list[tuple[int, int, int, int]]:
     return shapes
 
 
-def gemm_peak(shapes: list[tuple[int, int, int, int]], seconds: float) -> float:
-    """GFLOP/s of running exactly the step's matrix products back to back (fresh operands, same
-    threads): the rate the step's own GEMM shapes allow, a fairer ceiling than a 1024-cube."""
-    operands = [(torch.randn(b, m, k), torch.randn(b, k, n)) for b, m, k, n in shapes]
+def gemm_peak(shapes: list[tuple[int, int, int, int]], seconds: float, device: str = "cpu") -> float:
+    """GFLOP/s of running exactly the step's matrix products back to back (fresh operands on the
+    step's device, same threads): the rate the step's own GEMM shapes allow, a fairer ceiling than
+    a 1024-cube."""
+    operands = [(torch.randn(b, m, k, device=device), torch.randn(b, k, n, device=device)) for b, m, k, n in shapes]
     flops = sum(2.0 * b * m * k * n for b, m, k, n in shapes)
 
     def all_products() -> None:
@@ -223,13 +233,14 @@ def main(argv=None) -> int:
             loop.step()
         executed[name] = executed_flops(loop)
         shapes[name] = gemm_shapes(loop)
-    shape_peak = {name: gemm_peak(found, args.seconds) if found else math.nan for name, found in shapes.items()}
+    shape_peak = {name: gemm_peak(found, args.seconds, game_config.device) if found else math.nan
+                  for name, found in shapes.items()}
 
     best = {name: math.inf for name in loops}
     peak, peak_where = 0.0, ""
     load_before = os.getloadavg()
     for _ in range(args.rounds):
-        rate, where = matmul_peak(args.seconds)
+        rate, where = matmul_peak(args.seconds, game_config.device)
         if rate > peak:
             peak, peak_where = rate, where
         for name, loop in loops.items():

@@ -131,8 +131,8 @@ except ImportError:
 
   # ---- 3. language track, batched runs ---------------------------------------------------------------
   echo
-  echo "note: bench_language's matmul peak (and so its %peak columns) is measured on the CPU even"
-  echo "with device=cuda; on the GPU read ms/step, run-it/s and 'vs (a)'."
+  echo "note: bench_language times each step to its end (torch.cuda.synchronize) and measures its"
+  echo "matmul peaks on the step's device, so its %peak columns are the GPU's."
   step "language S=$LANG_S1" 130 \
     "$PYTHON" benchmarks/bench_language.py --set "device=$DEVICE" --runs "$LANG_S1" "${LANG_ARGS[@]}"
   step "language S=$LANG_S2" 80 \
