@@ -89,8 +89,13 @@ def _fused_applies(cell: RecurrentCell, x, h, c, hidden_product) -> bool:
     of about ten, the eager loop's cost); under vmap (no batching rule for it) and under
     torch.compile (which fuses the decomposed step itself) the equations above run instead."""
     return (type(cell) is LSTMCell and x is not None and h is not None and c is not None and hidden_product is None
-            and not torch.compiler.is_compiling() and not torch._C._functorch.is_batchedtensor(x)
-            and not torch._C._functorch.is_batchedtensor(h))
+            and not torch.compiler.is_compiling() and not _vmapped(x) and not _vmapped(h))
+
+
+def _vmapped(t: torch.Tensor) -> bool:
+    """Whether `t` is one run's view inside torch.func.vmap (a wrapper that unwraps to another
+    tensor), through torch's public `torch.func.debug_unwrap`."""
+    return torch.func.debug_unwrap(t, recurse=False) is not t
 
 
 class RNNCell(RecurrentCell):

@@ -71,6 +71,15 @@ class GameOutput:
     length: torch.Tensor
     aux: dict[str, torch.Tensor] = field(default_factory=dict)
 
+    def training_stats(self) -> torch.Tensor:
+        """The batch means [4] a run records while it trains, in `TRAINING_STATS` order."""
+        return torch.stack([self.accuracy.mean(), self.task_loss.mean(), self.sender_entropy.mean(),
+                            self.receiver_entropy.mean()])
+
+
+# What `GameOutput.training_stats` holds, as the records name it.
+TRAINING_STATS = ("train_accuracy", "train_loss", "train_sender_entropy", "train_receiver_entropy")
+
 
 def referential_reward_loss(sender_input, message, receiver_input, receiver_output, labels, aux_input):
     """-1 when the chosen candidate is the target, else 0 (reward 1/0 as in the reference code)."""
@@ -255,12 +264,14 @@ class LanguageGame(nn.Module):
         return self.batch_from_draws(self.draw_batch(batch_size, generator))
 
     def draw_batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__}: a game defines sample_batch, or draw_batch and "
+                                  "batch_from_draws")
 
     def batch_from_draws(self, draws: tuple[torch.Tensor, ...]) -> GameBatch:
         """The batch `draw_batch`'s draws make; draws may carry leading dimensions (many runs'
         draws stacked), and so does the batch."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__}: a game defines sample_batch, or draw_batch and "
+                                  "batch_from_draws")
 
     def samples_by_draws(self) -> bool:
         """True when `sample_batch` is `draw_batch` + `batch_from_draws` (not overridden alone)."""

@@ -266,8 +266,8 @@ class LanguageRun:
             self.run_dir.truncate_records(int(state["n_records"]))
             self.run_dir.truncate_records(self.n_evaluations, EVALUATIONS_FILE)
             self.records = self.run_dir.records()
-            if len(self.run_dir.records(LANGUAGES_FILE)) >= self._language_lines():  # none in older runs
-                self.run_dir.truncate_records(self._language_lines(), LANGUAGES_FILE)
+            # runs made before the file existed hold fewer lines: theirs stay as they are
+            self.run_dir.truncate_records(self._language_lines(), LANGUAGES_FILE, fewer_ok=True)
 
     def resume(self) -> None:
         """Continue from the run directory's checkpoint (the configs must match the saved ones)."""
@@ -382,7 +382,7 @@ class LanguageRun:
     def _language_lines(self) -> int:
         """Lines of languages.jsonl the checkpoint covers: each generation's table, and the one
         after its forgetting for every generation followed by a boundary."""
-        return self.generation + self.generation - (1 if self.boundary_pending else 0) if self.generation else 0
+        return 2 * self.generation - int(self.boundary_pending)
 
     def _language_table(self, messages: torch.Tensor) -> dict[str, Any]:
         attributes = self.game.space.objects().tolist()

@@ -329,9 +329,12 @@ class RunDirectory:
         target = self.path / name
         return [record for _, record in read_records(target)] if target.exists() else []
 
-    def truncate_records(self, n: int, name: str = RECORDS_FILE) -> None:
-        """Keep the first `n` records: on resume, records written after the last checkpoint are redone."""
+    def truncate_records(self, n: int, name: str = RECORDS_FILE, *, fewer_ok: bool = False) -> None:
+        """Keep the first `n` records: on resume, records written after the last checkpoint are redone.
+        A file holding fewer is an incomplete run directory (a ValueError), unless `fewer_ok`."""
         records = self.records(name)
+        if len(records) < n and fewer_ok:
+            return
         if len(records) < n:
             raise ValueError(f"{self.path / name}: holds {len(records)} records, but {CHECKPOINT_FILE} covers {n}; "
                              "the run directory is incomplete (restore the file, or start the run anew)")

@@ -34,7 +34,6 @@ from emergent_frl.compiling import MaybeCompiled
 from emergent_frl.games import GameBatch, LanguageGame
 from emergent_frl.noise import DrawRecorder, NoiseTape, draw_noise
 
-STAT_NAMES = ("train_accuracy", "train_loss", "train_sender_entropy", "train_receiver_entropy")
 RANDOM_IN_VMAP = "random operation"  # torch's words when something draws inside vmap
 NO_BATCHING_RULE = "Batching rule not implemented"  # ... and when an operation has no vmap rule
 
@@ -103,11 +102,11 @@ class StackedGames:
         # One run needs no stack: its game's own tensors are used as they are (no vmap either).
         self.solo = self.n_runs == 1
         if not self.solo:
+            params = [dict(g.named_parameters()) for g in self.games]
+            buffers = [dict(g.named_buffers()) for g in self.games]
             with torch.no_grad():
-                self.params = {n: torch.stack([dict(g.named_parameters())[n] for g in self.games]).requires_grad_()
-                               for n, _ in self.template.named_parameters()}
-                self.buffers = {n: torch.stack([dict(g.named_buffers())[n] for g in self.games])
-                                for n, _ in self.template.named_buffers()}
+                self.params = {n: torch.stack([p[n] for p in params]).requires_grad_() for n in params[0]}
+                self.buffers = {n: torch.stack([b[n] for b in buffers]) for n in buffers[0]}
         self.link()
         self._draws: list[tuple[tuple[int, ...], torch.dtype]] | None = None
         # The games sample as the template does (same class code, same training pool): the runs'
@@ -199,17 +198,13 @@ class StackedGames:
             out = template(sender_input[0], labels[0], None if receiver_input is None else receiver_input[0], aux,
                            generator=NoiseTape([n[0] for n in noise]), update_baseline=False,
                            baseline_value=None if baseline is None else baseline[0])
-            stats = torch.stack([out.accuracy.mean(), out.task_loss.mean(), out.sender_entropy.mean(),
-                                 out.receiver_entropy.mean()])
-            return out.loss.unsqueeze(0), stats.unsqueeze(0)
+            return out.loss.unsqueeze(0), out.training_stats().unsqueeze(0)
 
         def one_run(params, buffers, sender_input, labels, receiver_input, aux_input, noise, baseline):
             out = functional_call(template, (params, buffers), (sender_input, labels, receiver_input, aux_input),
                                   {"generator": NoiseTape(noise), "update_baseline": False,
                                    "baseline_value": baseline}, strict=True)
-            stats = torch.stack([out.accuracy.mean(), out.task_loss.mean(), out.sender_entropy.mean(),
-                                 out.receiver_entropy.mean()])
-            return out.loss, stats
+            return out.loss, out.training_stats()
 
         in_dims = (0, 0, 0, 0, None if receiver_input is None else 0, None if aux_input is None else 0, 0,
                    None if baseline is None else 0)
@@ -217,7 +212,7 @@ class StackedGames:
                                               noise, baseline)
 
     def losses(self, batch: StackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(per-run loss [S] to backpropagate, per-run stats [S, 4] in `STAT_NAMES` order); then each
+        """(per-run loss [S] to backpropagate, per-run stats [S, 4] in `TRAINING_STATS` order); then each
         run's running-mean baseline takes its mean task loss, as the single game's forward does.
         (Outside the possibly compiled step: a buffer changed inside it could be read back by the
         compiled backward, which may recompute the advantage from it.)"""
@@ -269,7 +264,9 @@ class StackedGames:
     @torch.no_grad()
     def step(self, grads: dict[str, torch.Tensor], optimizers: Sequence[Mapping[str, torch.optim.Optimizer]],
              only: str | None = None) -> None:
-        """Give each game's parameters its slice of `grads`, then step the runs' optimizers."""
+        """Step the runs' optimizers with their slices of `grads`: plain Adams together (one functional
+        call per group of hyperparameters), any other optimizer alone after its parameters' `.grad`
+        are set."""
         optimizers = list(optimizers)
         if len(optimizers) != self.n_runs:
             raise ValueError(f"{len(optimizers)} optimizer sets for {self.n_runs} runs")

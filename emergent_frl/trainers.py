@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from emergent_frl.stacked import STAT_NAMES, StackedGames
-from emergent_frl.training import Interrupted, evaluate, train_iterations
+from emergent_frl.games import TRAINING_STATS
+from emergent_frl.stacked import StackedGames
+from emergent_frl.training import Interrupted, TrainingStats, evaluation_record, train_iterations
 
 if TYPE_CHECKING:
     from emergent_frl.relearn import LanguageRun, NonFiniteError
@@ -122,11 +123,10 @@ class StackedTrainer:
         generators = [run.generator for run in runs]
         optimizers = [_optimizers_for(run, only) for run in runs]
         eval_every = runs[0].config.eval_every or None
-        sums = torch.zeros(len(runs), len(STAT_NAMES), device=stacked.device)
-        count = 0
+        stats = TrainingStats(stacked.device, len(runs))
         failed: dict[int, NonFiniteError] = {}
         evaluations: list[list[dict[str, Any]]] = [[] for _ in runs]
-        last = [dict.fromkeys(STAT_NAMES, float("nan")) for _ in runs]
+        last = [dict.fromkeys(TRAINING_STATS, float("nan")) for _ in runs]
         offsets = [run.iteration for run in runs]
         own_bar = self.bar is None
         bar = tqdm(total=n, disable=None if self.progress else True, desc=f"{stacked.template.kind} x{len(runs)}",
@@ -134,19 +134,15 @@ class StackedTrainer:
         done = 0
         try:
             for step in range(1, n + 1):
-                sums += stacked.train_step(generators, optimizers, only)
-                count += 1
+                stats.add(stacked.train_step(generators, optimizers, only))
                 done = step
                 bar.update(1)
                 if eval_every and step % eval_every == 0:
-                    last, count = _read(sums, count), 0
+                    last = stats.read()
                     for i, run in enumerate(runs):
                         if i in failed:
                             continue
-                        record = {"iteration": offsets[i] + step, **last[i]}
-                        metrics = evaluate(run.game)
-                        metrics.pop("messages")
-                        record.update(metrics)
+                        record = evaluation_record(run.game, offsets[i] + step, last[i])
                         try:
                             run.record_evaluation(record)
                         except NonFiniteError as error:
@@ -159,24 +155,10 @@ class StackedTrainer:
             raise Interrupted(None, offsets[0] + done) from None
         if own_bar:
             bar.close()
-        if count:
-            last = _read(sums, count)
+        if stats.count:
+            last = stats.read()
         for run in runs:
             run.iteration += n
         return [{"iterations": n, **last[i], "evaluations": evaluations[i]} for i in range(len(runs))], failed
 
 
-def _read(sums: torch.Tensor, count: int) -> list[dict[str, float]]:
-    """Per-run means of the summed stats (one host sync), and reset the sums."""
-    rows = (sums / max(count, 1)).tolist()
-    sums.zero_()
-    return [dict(zip(STAT_NAMES, row)) for row in rows]
-
-
-def make_trainer(engine: str, *, compile: bool | str = False, progress: bool = True) -> Trainer:
-    """The trainer of an engine name ("batched" or "reference")."""
-    if engine == "batched":
-        return StackedTrainer(compile=compile, progress=progress)
-    if engine == "reference":
-        return ReferenceTrainer(progress=progress)
-    raise ValueError(f"engine={engine!r}: must be one of {list(ENGINES)}")

@@ -31,7 +31,7 @@ from emergent_frl.devices import DeviceError, machine_device
 from emergent_frl.user_agents import build_agents as build_user_agents, load_factory
 from emergent_frl.difficulty_probes import build_probe_sets, probe_accuracies
 from emergent_frl.agents import CELLS, CHANNELS, ReconstructionReceiver, ReferentialReceiver, Sender
-from emergent_frl.games import LanguageGame, ReconstructionGame, ReferentialGame
+from emergent_frl.games import TRAINING_STATS, LanguageGame, ReconstructionGame, ReferentialGame
 from emergent_frl.knobs import ConfigError, check_knob, check_knobs, knob
 from emergent_frl.objects import ObjectSpace
 
@@ -281,27 +281,32 @@ def make_generator(config: LanguageGameConfig, stream: int = 0) -> torch.Generat
     return generator.manual_seed(config.seed * 1_000_003 + stream)
 
 
-class _TrainingStats:
-    """Sums of per-batch means, kept on the device: no host sync until `read()`."""
+class TrainingStats:
+    """Sums of per-batch `TRAINING_STATS`, one row per run, kept on the device: no host sync
+    until `read()`, which returns each run's means since the last read and starts again."""
 
-    names = ("train_accuracy", "train_loss", "train_sender_entropy", "train_receiver_entropy")
-
-    def __init__(self, device: torch.device):
-        self.sums = torch.zeros(len(self.names), device=device)
+    def __init__(self, device: torch.device, runs: int = 1):
+        self.sums = torch.zeros(runs, len(TRAINING_STATS), device=device)
         self.count = 0
 
-    def add(self, out) -> None:
-        self.sums += torch.stack([
-            out.accuracy.mean(), out.task_loss.mean(), out.sender_entropy.mean(),
-            out.receiver_entropy.mean(),
-        ])
+    def add(self, stats: torch.Tensor) -> None:
+        """One iteration's stats: [runs, 4] (or [4] for one run)."""
+        self.sums += stats
         self.count += 1
 
-    def read(self) -> dict[str, float]:
-        values = (self.sums / max(self.count, 1)).tolist()
+    def read(self) -> list[dict[str, float]]:
+        rows = (self.sums / max(self.count, 1)).tolist()
         self.sums.zero_()
         self.count = 0
-        return dict(zip(self.names, values))
+        return [dict(zip(TRAINING_STATS, row)) for row in rows]
+
+
+def evaluation_record(game: LanguageGame, iteration: int, stats: dict[str, float]) -> dict[str, Any]:
+    """What an evaluation inside a generation records: the iteration, the training stats since the
+    last evaluation, and the greedy scores of `evaluate` (without the message tensor)."""
+    metrics = evaluate(game)
+    metrics.pop("messages")
+    return {"iteration": iteration, **stats, **metrics}
 
 
 def train_iterations(
@@ -334,9 +339,9 @@ def train_iterations(
     if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 0):
         raise ValueError(f"eval_every={eval_every!r}: must be an integer >= 0 or None")
     batch_size = game.batch_size if batch_size is None else batch_size
-    stats = _TrainingStats(game.device)
+    stats = TrainingStats(game.device)
     evaluations: list[dict[str, Any]] = []
-    last = stats.read()
+    (last,) = stats.read()
     own_bar = bar is None  # `bar`: a caller's progress bar (e.g. the whole run's) to advance instead
     if own_bar:
         bar = tqdm(total=n_iterations, disable=None if progress else True, desc=game.kind, leave=False)
@@ -350,16 +355,14 @@ def train_iterations(
                 out.loss.backward()
                 for optimizer in optimizers.values():
                     optimizer.step()
-            stats.add(out)
+            stats.add(out.training_stats())
             done = step
             bar.update(1)
             if eval_every and step % eval_every == 0:
-                last = stats.read()
-                metrics = evaluate(game)
-                metrics.pop("messages")
-                record = {"iteration": iteration_offset + step, **last, **metrics}
+                (last,) = stats.read()
+                record = evaluation_record(game, iteration_offset + step, last)
                 evaluations.append(record)
-                bar.set_postfix(acc=f"{metrics['accuracy']:.3f}", topsim=f"{metrics['topsim']:.3f}")
+                bar.set_postfix(acc=f"{record['accuracy']:.3f}", topsim=f"{record['topsim']:.3f}")
                 if on_eval is not None and on_eval(record) is True:
                     break
     except KeyboardInterrupt:
@@ -369,7 +372,7 @@ def train_iterations(
     if own_bar:
         bar.close()
     if stats.count:
-        last = stats.read()
+        (last,) = stats.read()
     return {"iterations": done, **last, "evaluations": evaluations}
 
 

@@ -23,7 +23,7 @@ from emergent_frl.relearn import (
     run_generations,
     split_config,
 )
-from emergent_frl.stacked import STAT_NAMES, StackedGames
+from emergent_frl.stacked import StackedGames
 from emergent_frl.trainers import ENGINES, StackedTrainer
 from emergent_frl.footprint import check_fits_in_memory
 from emergent_frl.knobs import shape_fields
