@@ -284,8 +284,9 @@ class RunDirectory:
                 f"--out: {self.path} already holds a run; pass --resume {self.path} to continue it "
                 "or choose another directory"
             )
-        if resume:
-            self._remove_stale_temporaries()
+        # A run killed mid-write (even before its first record, while writing config.json) leaves
+        # a temporary behind; whoever takes the lock next drops it, starting afresh or resuming.
+        self._remove_stale_temporaries()
 
     def close(self) -> None:
         """Release the lock: another process may now write this run."""

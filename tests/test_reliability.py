@@ -199,6 +199,17 @@ def test_resume_removes_temporaries_left_by_a_killed_write(tmp_path):
     assert not stale.exists() and (tmp_path / "run" / "generations.jsonl").exists()
 
 
+def test_a_new_run_removes_a_temporary_left_by_a_run_killed_before_its_first_record(tmp_path):
+    # A sweep terminated while a run wrote its first config.json: the folder holds the lock file and
+    # the half-written temporary, no records, so the relaunch starts that run afresh (not --resume).
+    RunDirectory(tmp_path / "run").close()
+    stale = tmp_path / "run" / ".config.json.0123456789ab.tmp"
+    stale.write_text('{"see')
+    with RunDirectory(tmp_path / "run") as run_dir:
+        run_dir.write_config({"seed": 0})
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".emergent-frl.lock", "config.json"]
+
+
 def test_the_per_generation_summary_line_is_valid_json_when_a_metric_is_nan():
     from games.cli import _summary
 
