@@ -5,7 +5,8 @@ for the same number of batches of the same size, with the same hidden size and l
 everything else is each side's own default:
 
 - ours: `run_language_batched` (all seeds of a cell in one process), package defaults apart from
-  the shape fields, once with `baseline=True` and once with `baseline=False`;
+  the shape fields; and once more with the defaults of before issue 16 (`EARLIER_DEFAULTS`: LSTM,
+  a sampling listener trained by REINFORCE, no baseline), to show what the defaults changed;
 - EGG: `egg.zoo.basic_games`' REINFORCE game (its `Sender` / `RecoReceiver` / `DiscriReceiver`
   cores in `RnnSenderReinforce` / `RnnReceiverDeterministic`, `SenderReceiverRnnReinforce` with its
   mean baseline, sender entropy 0.1, receiver entropy 0, EGG's RNN cell, embedding 10, EOS), on
@@ -94,10 +95,16 @@ class Budget:
 
 
 # -- ours ---------------------------------------------------------------------------------------
-def run_ours(cell: Cell, budget: Budget, seeds: list[int], baseline: bool) -> list[dict[str, float]]:
-    """Our game, package defaults apart from the shape fields and the shared budget."""
+# The package defaults before issue 16 changed them (the paper's agents and listener).
+EARLIER_DEFAULTS = {"cell": "lstm", "receiver_training": "reinforce", "baseline": False}
+
+
+def run_ours(cell: Cell, budget: Budget, seeds: list[int], settings: dict[str, Any] | None = None
+             ) -> list[dict[str, float]]:
+    """Our game, package defaults apart from the shape fields, the shared budget and `settings`."""
+    extra = {k: v for k, v in (settings or {}).items() if cell.game == "referential" or k != "receiver_training"}
     values = [{**cell.shape(), "hidden_size": budget.hidden_size, "batch_size": budget.batch_size,
-               "lr_sender": budget.lr, "lr_receiver": budget.lr, "baseline": baseline, "seed": seed,
+               "lr_sender": budget.lr, "lr_receiver": budget.lr, **extra, "seed": seed,
                "generations": 1, "iterations_per_generation": budget.iterations, "eval_every": 0}
               for seed in seeds]
     records = run_language_batched(values, progress=False)
@@ -221,12 +228,12 @@ def ratio(ours: list[dict[str, float]], egg: list[dict[str, float]] | None, key:
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
-    head = ("| cell | objects | acc ours (baseline) | acc ours (no baseline) | acc EGG | acc ratio | "
-            "topsim ours (baseline) | topsim ours (no baseline) | topsim EGG | topsim ratio | "
+    head = ("| cell | objects | acc ours | acc ours (earlier defaults) | acc EGG | acc ratio | "
+            "topsim ours | topsim ours (earlier defaults) | topsim EGG | topsim ratio | "
             "distinct msgs ours / EGG |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, r in results.items():
-        ours, plain, egg = r["ours_baseline"], r["ours_no_baseline"], r.get("egg")
+        ours, plain, egg = r["ours"], r["ours_earlier_defaults"], r.get("egg")
         distinct = f"{summary(ours, 'distinct')[0]:.0f} / " + (f"{summary(egg, 'distinct')[0]:.0f}" if egg else "-")
         lines.append(f"| {name} | {r['objects']} | {fmt(ours, 'accuracy')} | {fmt(plain, 'accuracy')} | "
                      f"{fmt(egg, 'accuracy')} | {ratio(ours, egg, 'accuracy')} | {fmt(ours, 'topsim')} | "
@@ -269,14 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     for cell in args.cells:
         t0 = time.perf_counter()
         r: dict[str, Any] = {"objects": cell.n_values ** cell.n_attributes}
-        r["ours_baseline"] = run_ours(cell, budget, seeds, baseline=True)
-        r["ours_no_baseline"] = run_ours(cell, budget, seeds, baseline=False)
+        r["ours"] = run_ours(cell, budget, seeds)
+        r["ours_earlier_defaults"] = run_ours(cell, budget, seeds, EARLIER_DEFAULTS)
         if with_egg:
             r["egg"] = [run_egg(cell, budget, seed) for seed in seeds]
         r["seconds"] = time.perf_counter() - t0
         results[cell.name] = r
-        print(f"{cell.name}: {r['seconds']:.0f}s  acc ours {fmt(r['ours_baseline'], 'accuracy')}  "
-              f"no baseline {fmt(r['ours_no_baseline'], 'accuracy')}  EGG {fmt(r.get('egg'), 'accuracy')}",
+        print(f"{cell.name}: {r['seconds']:.0f}s  acc ours {fmt(r['ours'], 'accuracy')}  "
+              f"earlier defaults {fmt(r['ours_earlier_defaults'], 'accuracy')}  EGG {fmt(r.get('egg'), 'accuracy')}",
               file=sys.stderr, flush=True)
     print(f"budget: {budget.iterations} batches of {budget.batch_size}, hidden {budget.hidden_size}, "
           f"Adam lr {budget.lr}; seeds {seeds}; {platform.processor() or platform.machine()}, "

@@ -278,6 +278,9 @@ class ReferentialReceiver(_MessageReader):
     """Message + K candidate objects -> a policy over the candidates (dot-product scores).
 
     Submodules: `embedding` (optional), `cell`, `head` (message encoding), `candidate_encoder`.
+    `deterministic`: always choose the best-scoring candidate and draw nothing (EGG's
+    deterministic receiver, trained by the cross-entropy of its scores); otherwise the choice is
+    sampled in training (the paper's receiver, trained by REINFORCE).
     """
 
     def __init__(
@@ -288,8 +291,10 @@ class ReferentialReceiver(_MessageReader):
         *,
         cell: str = "lstm",
         embed_size: int | None = None,
+        deterministic: bool = False,
     ):
         super().__init__(vocab_size, hidden_size, cell, embed_size)
+        self.deterministic = deterministic
         self.head = nn.Linear(hidden_size, hidden_size)
         self.candidate_encoder = nn.Linear(input_size, hidden_size)
 
@@ -307,7 +312,8 @@ class ReferentialReceiver(_MessageReader):
         projected = message @ encoder.weight  # [B, D]
         logits = (candidates * projected.unsqueeze(-2)).sum(-1) + (message * encoder.bias).sum(-1, keepdim=True)
         log_p = F.log_softmax(logits, dim=-1)
-        choice = sample_categorical(logits, generator) if self.training else logits.argmax(-1)
+        sample = self.training and not self.deterministic
+        choice = sample_categorical(logits, generator) if sample else logits.argmax(-1)
         return ReceiverOutput(
             logits=logits,
             choice=choice,

@@ -77,6 +77,11 @@ class GameOutput:
                             self.receiver_entropy.mean()])
 
 
+# How a referential receiver learns: "reinforce" samples its choice and learns from the 0/1
+# reward (the paper's listener); "cross_entropy" is deterministic and learns from the
+# cross-entropy of its candidate scores (EGG's listener; a full gradient every batch).
+RECEIVER_TRAINING = ("reinforce", "cross_entropy")
+
 # What `GameOutput.training_stats` holds, as the records name it.
 TRAINING_STATS = ("train_accuracy", "train_loss", "train_sender_entropy", "train_receiver_entropy")
 
@@ -200,6 +205,11 @@ class LanguageGame(nn.Module):
         """What the loss function gets as the receiver's output (here its logits)."""
         return receiver_out.logits
 
+    def receiver_policy(self, receiver_out) -> tuple[torch.Tensor, torch.Tensor]:
+        """The receiver's (log_prob, entropy) that REINFORCE and the entropy bonus use: its own,
+        or zeros where the receiver learns from the loss's gradient alone."""
+        return receiver_out.log_prob, receiver_out.entropy
+
     def forward(
         self,
         sender_input: torch.Tensor,
@@ -231,15 +241,16 @@ class LanguageGame(nn.Module):
                 f"loss: must return a per-sample loss of shape ({batch},), got "
                 f"{tuple(task_loss.shape)}; do not reduce it over the batch"
             )
+        receiver_log_prob, receiver_entropy = self.receiver_policy(receiver_out)
         entropy_bonus = (
             self.entropy_coeffs[0] * sender_out.entropy.mean()
-            + self.entropy_coeffs[1] * receiver_out.entropy.mean()
+            + self.entropy_coeffs[1] * receiver_entropy.mean()
         )
         if self.channel == "reinforce":
             advantage = task_loss.detach()
             if self.baseline is not None:
                 advantage = advantage - (self.baseline() if baseline_value is None else baseline_value)
-            policy = (advantage * (sender_out.log_prob + receiver_out.log_prob)).mean()
+            policy = (advantage * (sender_out.log_prob + receiver_log_prob)).mean()
             loss = policy - entropy_bonus + task_loss.mean()
         else:
             loss = task_loss.mean() - entropy_bonus
@@ -308,6 +319,7 @@ class ReferentialGame(LanguageGame):
         n_candidates: int = 5,
         easy_limit: int | None = None,
         channel: str = "reinforce",
+        receiver_training: str = "reinforce",
         loss: LossFn | None = None,
         sender_entropy_coeff: float = 0.1,
         receiver_entropy_coeff: float = 0.1,
@@ -317,7 +329,14 @@ class ReferentialGame(LanguageGame):
         eval_repeats: int = 10,
         eval_seed: int = 0,
     ):
-        default = referential_reward_loss if channel == "reinforce" else referential_cross_entropy_loss
+        if receiver_training not in RECEIVER_TRAINING:
+            raise ValueError(f"receiver_training={receiver_training!r}: must be one of {list(RECEIVER_TRAINING)}")
+        if channel != "reinforce" and receiver_training == "reinforce":
+            raise ValueError(f"receiver_training='reinforce': the {channel} channel trains the receiver by "
+                             "the cross-entropy of its scores; use 'cross_entropy'")
+        self.receiver_training = receiver_training
+        sampled = channel == "reinforce" and receiver_training == "reinforce"
+        default = referential_reward_loss if sampled else referential_cross_entropy_loss
         super().__init__(
             space, sender, receiver, channel=channel, loss=loss, default_loss=default,
             sender_entropy_coeff=sender_entropy_coeff, receiver_entropy_coeff=receiver_entropy_coeff,
@@ -394,11 +413,25 @@ class ReferentialGame(LanguageGame):
                              generator=generator)
 
     def receiver_output_for_loss(self, receiver_out):
-        return receiver_out.choice if self.channel == "reinforce" else receiver_out.logits
+        """The sampled choice (a 0/1 reward) for a REINFORCE-trained receiver, else the scores."""
+        if self.channel == "reinforce" and self.receiver_training == "reinforce":
+            return receiver_out.choice
+        return receiver_out.logits
+
+    def receiver_policy(self, receiver_out):
+        """A cross-entropy-trained receiver on the reinforce channel has no policy (EGG's
+        deterministic receiver: no REINFORCE term, no entropy bonus). The gumbel channel uses no
+        log_prob, and keeps its entropy bonus on the scores as a regulariser."""
+        if self.receiver_training == "reinforce" or self.channel != "reinforce":
+            return receiver_out.log_prob, receiver_out.entropy
+        zeros = receiver_out.logits.new_zeros(receiver_out.logits.shape[0])
+        return zeros, zeros
 
     def accuracy(self, receiver_out, labels):
-        """Per sample [B]: 1.0 where the receiver chose the target."""
-        return (receiver_out.choice == labels).float()
+        """Per sample [B]: 1.0 where the receiver chose the target (a cross-entropy-trained
+        receiver chooses its best-scoring candidate)."""
+        chosen = receiver_out.choice if self.receiver_training == "reinforce" else receiver_out.logits.argmax(-1)
+        return (chosen == labels).float()
 
 
 class ReconstructionGame(LanguageGame):

@@ -43,6 +43,7 @@ from emergent_frl.training import (
     dataclass_from_dict,
     evaluate,
     make_generator,
+    saved_game_settings,
     train_iterations,
 )
 
@@ -274,6 +275,7 @@ class LanguageRun:
         if self.run_dir is None:
             raise ValueError("resume needs a run directory")
         saved = self.run_dir.read_config()
+        saved = None if saved is None else saved_game_settings(saved)
         mine = {**flat_config(self.config, self.relearn), "strategy": self.strategy.name}
         if saved is not None:
             differing = sorted(k for k in mine if k in saved and saved[k] != mine[k]

@@ -57,7 +57,7 @@ from emergent_frl.relearn import NonFiniteError, run_language, split_config
 from emergent_frl.runs import (
     CHECKPOINT_FILE, CONFIG_FILE, RECORDS_FILE, atomic_write_text, describe_os_error, lock_holder, to_jsonable,
 )
-from emergent_frl.training import ConfigError
+from emergent_frl.training import ConfigError, saved_game_settings
 
 BACKENDS = ("local", "ray")
 # A finished task's results: one per run, or one failure for the whole task (its worker died).
@@ -165,6 +165,7 @@ def run_state(path: str | os.PathLike, config: dict[str, Any]) -> str:
         raise SweepError(f"{path}: unreadable {CONFIG_FILE} ({error})") from None
     if not isinstance(saved, dict):
         raise SweepError(f"{path}: {CONFIG_FILE} holds no mapping of settings")
+    saved = saved_game_settings(saved)
     differing = sorted(k for k, v in config.items()
                        if k in saved and k not in _MAY_DIFFER and saved[k] != to_jsonable(v))
     if differing:

@@ -31,7 +31,7 @@ from emergent_frl.devices import DeviceError, machine_device
 from emergent_frl.user_agents import build_agents as build_user_agents, load_factory
 from emergent_frl.difficulty_probes import build_probe_sets, probe_accuracies
 from emergent_frl.agents import CELLS, CHANNELS, ReconstructionReceiver, ReferentialReceiver, Sender
-from emergent_frl.games import TRAINING_STATS, LanguageGame, ReconstructionGame, ReferentialGame
+from emergent_frl.games import RECEIVER_TRAINING, TRAINING_STATS, LanguageGame, ReconstructionGame, ReferentialGame
 from emergent_frl.knobs import ConfigError, check_knob, check_knobs, knob
 from emergent_frl.objects import ObjectSpace
 
@@ -102,9 +102,15 @@ class LanguageGameConfig:
     hidden_size: int = knob(100, minimum=1, shape=True, help="RNN hidden size of both agents")
     embed_size: int | None = knob(None, minimum=1, optional=True, shape=True,
                                   help="symbol embedding size (default none: one-hot symbols enter the RNN)")
-    cell: str = knob("lstm", kind=str, choices=sorted(CELLS), shape=True, help="RNN cell of both agents")
+    cell: str = knob("rnn", kind=str, choices=sorted(CELLS), shape=True,
+                     help="RNN cell of both agents (default rnn, as EGG: it learns faster than lstm on "
+                          "untuned games, docs/RESULTS.md section 8.1; the paper preset uses lstm)")
     channel: str = knob("reinforce", kind=str, choices=CHANNELS, shape=True,
                         help="reinforce (sampled symbols) or gumbel (Gumbel-Softmax relaxation)")
+    receiver_training: str = knob(
+        "cross_entropy", kind=str, choices=RECEIVER_TRAINING, shape=True, games=("referential",),
+        help="how the referential receiver learns: cross_entropy (deterministic, from the cross-entropy of "
+             "its candidate scores, as EGG) or reinforce (samples its choice, 0/1 reward: the paper preset)")
     temperature: float = knob(1.0, kind=float, greater_than=0, shape=True, help="Gumbel-Softmax temperature")
     straight_through: bool = knob(True, kind=bool, shape=True,
                                   help="hard one-hot forward, soft gradients on the gumbel channel")
@@ -197,12 +203,27 @@ class LanguageGameConfig:
         except ValueError as error:
             raise ConfigError("holdout_fraction", self.holdout_fraction, str(error)) from None
         if self.game == "referential":
+            if self.channel != "reinforce" and self.receiver_training == "reinforce":
+                raise ConfigError("receiver_training", self.receiver_training,
+                                  f"the {self.channel} channel trains the receiver by cross-entropy; use cross_entropy")
             check_knob(self, "n_candidates", maximum=int(split.train.numel()))
             check_knob(self, "easy_limit", maximum=self.n_candidates - 1)
         if self.agents is not None:
             check_knob(self, "agents")
             load_factory(self.agents)  # importable and callable, before any work
         return self
+
+
+def saved_game_settings(saved: dict[str, Any]) -> dict[str, Any]:
+    """A language run's saved config.json settings, with the knobs it predates set to what it
+    trained with. Its config.json lacks a knob added later; where that knob's default differs from
+    what the run did, reading the default instead would make a resumed run (or a sweep's started
+    run) switch training halfway."""
+    if "receiver_training" in saved:
+        return saved
+    # Before the knob, a referential receiver on the reinforce channel sampled its choice.
+    sampled = saved.get("game") == "referential" and saved.get("channel", "reinforce") == "reinforce"
+    return {**saved, "receiver_training": "reinforce" if sampled else "cross_entropy"}
 
 
 def build_agents(config: LanguageGameConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -220,7 +241,8 @@ def build_agents(config: LanguageGameConfig) -> tuple[torch.nn.Module, torch.nn.
     )
     if config.game == "referential":
         receiver = ReferentialReceiver(space.input_size, config.vocab_size, config.hidden_size, cell=config.cell,
-                                       embed_size=config.embed_size)
+                                       embed_size=config.embed_size,
+                                       deterministic=config.receiver_training == "cross_entropy")
     else:
         receiver = ReconstructionReceiver(space.n_values, config.vocab_size, config.hidden_size, cell=config.cell,
                                           embed_size=config.embed_size)
@@ -248,7 +270,8 @@ def build_game(config: LanguageGameConfig, *, loss=None) -> LanguageGame:
         if config.game == "referential":
             game = ReferentialGame(
                 space, sender, receiver, n_candidates=config.n_candidates,
-                easy_limit=config.easy_limit, eval_repeats=config.eval_repeats,
+                easy_limit=config.easy_limit, receiver_training=config.receiver_training,
+                eval_repeats=config.eval_repeats,
                 eval_seed=config.seed, **common,
             )
         else:

@@ -33,7 +33,9 @@ from emergent_frl.knobs import add_knob_arguments, flag_for
 from emergent_frl.relearn import (EVALUATIONS_FILE, GENERATIONS, NonFiniteError, RelearnConfig, run_language,
                                   split_config)
 from emergent_frl.runs import CONFIG_FILE, check_new_folder, dumps, read_settings
-from emergent_frl.training import GAME, OUTPUT, TRAINING, ConfigError, Interrupted, LanguageGameConfig
+from emergent_frl.training import (
+    GAME, OUTPUT, TRAINING, ConfigError, Interrupted, LanguageGameConfig, saved_game_settings,
+)
 from analysis.cli import ArgumentParser, one_line, run_command
 from games.presets import available_presets, load_preset
 
@@ -292,7 +294,7 @@ def compile_from_args(args: argparse.Namespace) -> bool | str:
 def saved_values(run_dir: str) -> dict[str, Any]:
     """The config fields of an existing run (launch details such as argv dropped)."""
     known = set(_known_fields())
-    return {k: v for k, v in saved_config(run_dir).items() if k in known}
+    return {k: v for k, v in saved_game_settings(saved_config(run_dir)).items() if k in known}
 
 
 # -- one run -----------------------------------------------------------------------------------

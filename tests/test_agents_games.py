@@ -138,7 +138,7 @@ def test_gradients_reach_both_agents():
 
 def test_reinforce_loss_is_the_paper_objective():
     """loss = mean(-R * (logp_s + logp_r)) - 0.1 H_s - 0.1 H_r (+ mean(-R), constant in theta)."""
-    game = build_game(tiny_config())
+    game = build_game(tiny_config(receiver_training="reinforce"))
     generator = make_generator(tiny_config())
     batch = game.sample_batch(16, generator)
     out = game.play(batch, torch.Generator().manual_seed(5))
@@ -151,6 +151,39 @@ def test_reinforce_loss_is_the_paper_objective():
     expected = (-reward * (s.log_prob + r.log_prob)).mean() - 0.1 * s.entropy.mean() - 0.1 * r.entropy.mean() - reward.mean()
     assert torch.allclose(out.loss, expected, atol=1e-6)
     assert torch.equal(out.reward, reward) and torch.equal(out.accuracy, reward)
+
+
+def test_a_cross_entropy_receiver_is_egg_s_deterministic_receiver():
+    """The default referential receiver: no sampled choice, no policy term, no entropy bonus;
+    loss = mean(CE * logp_s) - 0.1 H_s + mean(CE), so the receiver learns from the CE gradient."""
+    game = build_game(tiny_config(baseline=False))
+    assert game.receiver_training == "cross_entropy" and game.receiver.deterministic
+    generator = make_generator(tiny_config())
+    batch = game.sample_batch(16, generator)
+    out = game.play(batch, torch.Generator().manual_seed(5))
+    replay = torch.Generator().manual_seed(5)
+    s = game.sender(batch.sender_input, generator=replay)
+    state = replay.get_state()
+    r = game.receiver(s.symbols, batch.receiver_input, generator=replay)
+    assert torch.equal(replay.get_state(), state)  # the receiver drew nothing
+    assert torch.equal(r.choice, r.logits.argmax(-1))  # in training too
+    ce = F.cross_entropy(r.logits, batch.labels, reduction="none")
+    expected = (ce.detach() * s.log_prob).mean() - 0.1 * s.entropy.mean() + ce.mean()
+    assert torch.allclose(out.loss, expected, atol=1e-6)
+    assert torch.allclose(out.task_loss, ce.detach())
+    assert torch.equal(out.accuracy, (r.logits.argmax(-1) == batch.labels).float())
+    game.zero_grad()
+    out.loss.backward()
+    by_hand = torch.autograd.grad(ce.mean(), list(game.receiver.parameters()))
+    for param, grad in zip(game.receiver.parameters(), by_hand):
+        assert torch.allclose(param.grad, grad, atol=1e-6)
+
+
+def test_the_gumbel_channel_refuses_a_reinforce_trained_receiver_before_any_work():
+    with pytest.raises(ValueError, match=r"receiver_training='reinforce': the gumbel channel trains the receiver"):
+        tiny_config(channel="gumbel", receiver_training="reinforce").validate()
+    with pytest.raises(ValueError, match=r"receiver_training='sampled': must be one of"):
+        tiny_config(receiver_training="sampled").validate()
 
 
 def test_running_mean_baseline_is_subtracted_and_updated():

@@ -197,6 +197,33 @@ def test_a_run_without_an_engine_in_its_config_resumes_on_the_reference_engine(t
     assert timeless_records(old) == timeless_records(full)
 
 
+def test_a_run_older_than_the_receiver_training_knob_resumes_with_the_sampling_listener_it_had(tmp_path):
+    """Before the knob, the referential listener sampled its choice (now `reinforce`); the default
+    is now `cross_entropy`. A config.json without the key resumes as it was made: the extended
+    run equals a `reinforce` run launched at the full length."""
+    common = [*TINY, "--strategy", "pbf", "--iterations-per-generation", "15", "--no-plot",
+              "--receiver-training", "reinforce"]
+    old, full = tmp_path / "old", tmp_path / "full"
+    assert referential.main([*common, "--generations", "2", "--out", str(old)]) == 0
+    config = json.loads((old / "config.json").read_text())
+    assert config.pop("receiver_training") == "reinforce"
+    (old / "config.json").write_text(json.dumps(config))  # as an older version wrote it
+    assert referential.main(["--resume", str(old), "--generations", "3", "--no-plot"]) == 0
+    assert json.loads((old / "config.json").read_text())["receiver_training"] == "reinforce"
+    assert referential.main([*common, "--generations", "3", "--out", str(full)]) == 0
+    assert timeless_records(old) == timeless_records(full)
+
+
+def test_saved_settings_fill_in_the_receiver_training_a_run_had_before_the_knob():
+    from emergent_frl.training import saved_game_settings
+
+    assert saved_game_settings({"game": "referential", "channel": "reinforce"})["receiver_training"] == "reinforce"
+    assert saved_game_settings({"game": "referential", "channel": "gumbel"})["receiver_training"] == "cross_entropy"
+    assert saved_game_settings({"game": "reconstruction"})["receiver_training"] == "cross_entropy"
+    assert saved_game_settings({"game": "referential", "receiver_training": "cross_entropy"}) == {
+        "game": "referential", "receiver_training": "cross_entropy"}
+
+
 def test_seeds_write_one_run_directory_per_seed_and_one_plot(tmp_path, capsys):
     out = tmp_path / "many"
     at = TINY.index("--seed")
@@ -289,6 +316,8 @@ def test_presets_hold_the_paper_settings():
     assert (paper.n_candidates, paper.hidden_size, paper.batch_size, paper.cell) == (5, 100, 100, "lstm")
     assert paper.lr_sender == paper.lr_receiver == 1e-3
     assert paper.sender_entropy_coeff == paper.receiver_entropy_coeff == 0.1
+    # The paper's listener samples and learns by REINFORCE without a baseline, whatever the defaults.
+    assert (paper.receiver_training, paper.baseline, paper.channel) == ("reinforce", False, "reinforce")
     ren = config("reconstruction", "--preset", "ren")
     assert (ren.n_attributes, ren.n_values, ren.vocab_size, ren.max_len, ren.hidden_size) == (2, 8, 8, 2, 128)
     tweaked = config("referential", "--preset", "paper", "--lr", "0.01", "--seed", "2")

@@ -25,7 +25,9 @@ MYAGENTS = "myagents:build"
 @pytest.mark.parametrize("overrides", [
     {},
     {"cell": "gru"},
-    {"cell": "rnn"},
+    {"cell": "lstm"},
+    {"cell": "lstm", "receiver_training": "reinforce", "baseline": False},  # the paper's agents
+    {"receiver_training": "reinforce"},
     {"cell": "lnlstm"},
     {"channel": "gumbel"},
     {"channel": "gumbel", "straight_through": False},
