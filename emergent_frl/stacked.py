@@ -17,22 +17,23 @@ Randomness: each run's batch comes from its game's own `sample_batch` and its sa
 its own generator, in the order and shapes the single run draws them (`emergent_frl.noise`), so
 run i consumes the random stream of the same seed trained alone.
 Optimizers: each run keeps its own torch optimizers (one Adam per agent, `build_optimizers`);
-plain Adams are stepped together by torch's functional Adam (fused on CPU, foreach on CUDA) over
-all runs' parameters, one call per learning rate; any other optimizer steps on its own.
+plain Adams are stepped together by torch's functional Adam (fused on CPU, foreach on CUDA), one
+call per learning rate, with their state stacked as the parameters are, so that runs at one step
+count are one tensor (`emergent_frl.stacked_adam`); any other optimizer steps on its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch.func import functional_call, vmap
-from torch.optim.adam import adam as functional_adam
 
 from emergent_frl.compiling import MaybeCompiled
 from emergent_frl.games import GameBatch, LanguageGame
 from emergent_frl.noise import DrawRecorder, NoiseTape, draw_noise
+from emergent_frl.stacked_adam import StackedAdams
 
 RANDOM_IN_VMAP = "random operation"  # torch's words when something draws inside vmap
 NO_BATCHING_RULE = "Batching rule not implemented"  # ... and when an operation has no vmap rule
@@ -114,9 +115,7 @@ class StackedGames:
         pool = self.template.train_pool
         self._shared_sampling = all(g.samples_by_draws() and torch.equal(g.train_pool, pool) for g in self.games)
         self._loss = MaybeCompiled(self._losses, compile)
-        self._adam_plan: dict[str | None, list[tuple[dict[str, Any], list[list]]]] = {}
-        self._other_optimizers: list[tuple[int, str, torch.optim.Optimizer]] = []
-        self._names: list[dict[int, str]] = []
+        self._adams: StackedAdams | None = None
         self._optimizers_seen: list[dict[str, torch.optim.Optimizer]] | None = None
 
     # -- the games' tensors are views into the stack ------------------------------------------------
@@ -265,74 +264,26 @@ class StackedGames:
     def step(self, grads: dict[str, torch.Tensor], optimizers: Sequence[Mapping[str, torch.optim.Optimizer]],
              only: str | None = None) -> None:
         """Step the runs' optimizers with their slices of `grads`: plain Adams together (one functional
-        call per group of hyperparameters), any other optimizer alone after its parameters' `.grad`
-        are set."""
+        call per group of hyperparameters, runs at one step count as one tensor: `StackedAdams`), any
+        other optimizer alone after its parameters' `.grad` are set."""
         optimizers = list(optimizers)
         if len(optimizers) != self.n_runs:
             raise ValueError(f"{len(optimizers)} optimizer sets for {self.n_runs} runs")
         if only is not None and any(only not in o for o in optimizers):
             raise ValueError(f"step(only={only!r}): every run's optimizers must include {only!r}")
-        if self._optimizers_seen is None or any(a != dict(b) for a, b in zip(self._optimizers_seen, optimizers)):
+        if (self._optimizers_seen is None or self._adams is None or self._adams.stale()
+                or any(a != dict(b) for a, b in zip(self._optimizers_seen, optimizers))):
             self._plan(optimizers)
-        # contiguous: the fused kernel is several times slower on strided views
-        per_run = {name: grad.contiguous().unbind(0) for name, grad in grads.items()}
-        for key in ([None] if only is None else [only]):
-            for hyper, (params, where, exp_avgs, exp_avg_sqs, steps) in self._adam_plan.get(key, []):
-                functional_adam(params, [per_run[name][i] for name, i in where], exp_avgs, exp_avg_sqs, [], steps,
-                                **hyper)
-        for run, agent, optimizer in self._other_optimizers:
-            if only is None or agent == only:
-                names = self._names[run]
-                for group in optimizer.param_groups:
-                    for param in group["params"]:
-                        param.grad = per_run[names[id(param)]][run]
-                optimizer.step()
+        self._adams.step(grads, only)
 
     def _plan(self, optimizers: Sequence[Mapping[str, torch.optim.Optimizer]]) -> None:
-        """Group the runs' plain Adams by hyperparameters into functional-Adam calls; initialise
-        their state as torch's Adam does on its first step."""
         self._optimizers_seen = [dict(o) for o in optimizers]
-        groups: dict[tuple, list[list[torch.Tensor]]] = {}
-        self._other_optimizers = []
-        fused = self.device.type == "cpu"
-        self._names = [{id(p): n for n, p in game.named_parameters()} for game in self.games]
-        for run, run_optimizers in enumerate(optimizers):
-            for agent, optimizer in run_optimizers.items():
-                unknown = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in self._names[run]]
-                if unknown:
-                    raise ValueError(f"run {run}: the {agent!r} optimizer holds tensors that are not its game's "
-                                     "parameters")
-                if not _is_plain_adam(optimizer):
-                    self._other_optimizers.append((run, agent, optimizer))
-                    continue
-                for group in optimizer.param_groups:
-                    hyper = (agent, float(group["lr"]), tuple(group["betas"]), float(group["eps"]),
-                             float(group["weight_decay"]))
-                    lists = groups.setdefault(hyper, [[], [], [], [], []])
-                    for param in group["params"]:
-                        state = optimizer.state[param]
-                        if not state:
-                            state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                            state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                        lists[0].append(param)
-                        lists[1].append((self._names[run][id(param)], run))
-                        lists[2].append(state["exp_avg"])
-                        lists[3].append(state["exp_avg_sq"])
-                        lists[4].append(state["step"])
-        self._adam_plan = {}
-        for (agent, lr, betas, eps, weight_decay), lists in groups.items():
-            hyper = dict(lr=lr, beta1=betas[0], beta2=betas[1], eps=eps, weight_decay=weight_decay, amsgrad=False,
-                         maximize=False, foreach=not fused, fused=fused, capturable=False, differentiable=False)
-            entry = (hyper, lists)
-            self._adam_plan.setdefault(agent, []).append(entry)
-            self._adam_plan.setdefault(None, []).append(entry)
+        if self._adams is None or not self._adams.fits(self.params):
+            self._adams = StackedAdams(self.params, self.n_runs, self.device)
+        self._adams.plan(self.params, [{id(p): n for n, p in game.named_parameters()} for game in self.games],
+                         optimizers)
 
-
-def _is_plain_adam(optimizer: torch.optim.Optimizer) -> bool:
-    """torch's Adam with the options the functional step here reproduces."""
-    if type(optimizer) is not torch.optim.Adam:
-        return False
-    return all(not g.get("amsgrad") and not g.get("maximize") and not g.get("differentiable")
-               and not g.get("capturable") and not g.get("decoupled_weight_decay")
-               and not isinstance(g["lr"], torch.Tensor) for g in optimizer.param_groups)
+    def adam_tensors_per_step(self) -> int:
+        """How many tensors a step hands to the Adam kernel (after a step has planned it): one per
+        parameter when every run's state is stacked, S per parameter when none is."""
+        return 0 if self._adams is None else self._adams.tensors_per_step()

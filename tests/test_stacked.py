@@ -4,8 +4,10 @@ What is checked: for the built-in agents (every cell, channel and game) and for 
 each run's loss and gradients in the batch equal the single game's, from the same weights, batch
 and noise, and each run consumes exactly its single-run random stream; the runs' own torch
 optimizers are stepped as torch would step them (per-run learning rates, a fresh optimizer for one
-run, one agent alone); the games stay the real thing (their tensors are views into the stack); a
-game's own `sample_batch` is honoured; randomness drawn behind the engine's back is refused.
+run, one agent alone), bit for bit as torch's fused Adam of each run alone whether the runs' state
+is stepped stacked or per run, across switches between the two, checkpoints and resumes; the
+games stay the real thing (their tensors are views into the stack); a game's own `sample_batch` is
+honoured; randomness drawn behind the engine's back is refused.
 """
 
 import copy
@@ -104,6 +106,145 @@ def test_the_runs_own_adams_step_as_torch_steps_them_alone():
             torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-7, msg=name)
     steps = {float(s["step"]) for s in optimizers[1]["sender"].state.values()}
     assert steps == {2.0}  # two steps since its fresh start, in the optimizer the run checkpoints
+
+
+def _adams(game, lr=1e-2, fused=False):
+    """One Adam per agent; fused=True is the reference: torch's own fused Adam of the run alone,
+    which the stacked step must match bit for bit."""
+    return {agent: torch.optim.Adam(getattr(game, agent).parameters(), lr=lr, fused=fused)
+            for agent in ("sender", "receiver")}
+
+
+class AdamTwins:
+    """S runs stepped by `StackedGames.step` and, beside them, copies stepped alone by torch."""
+
+    def __init__(self, n_runs=4, lrs=None, hidden_size=20):
+        self.lrs = lrs or [1e-2] * n_runs
+        configs = [LanguageGameConfig(**{**TINY, "hidden_size": hidden_size, "seed": s}) for s in range(n_runs)]
+        self.games = [build_game(c) for c in configs]
+        self.singles = [copy.deepcopy(g) for g in self.games]
+        self.stacked = StackedGames(self.games)
+        self.optimizers = [_adams(g, lr) for g, lr in zip(self.games, self.lrs)]
+        self.references = [_adams(g, lr, fused=True) for g, lr in zip(self.singles, self.lrs)]
+        self.generator = torch.Generator().manual_seed(0)
+
+    def fresh(self, run):
+        """A fresh optimizer for `run` (a strategy's fresh_optimizers at a forgetting boundary)."""
+        self.optimizers[run] = _adams(self.games[run], self.lrs[run])
+        self.references[run] = _adams(self.singles[run], self.lrs[run], fused=True)
+
+    def step(self):
+        grads = {n: torch.randn(p.shape, generator=self.generator) for n, p in self.stacked.params.items()}
+        self.stacked.step(grads, self.optimizers)
+        for run, single in enumerate(self.singles):
+            for name, p in single.named_parameters():
+                p.grad = grads[name][run].clone()
+            for optimizer in self.references[run].values():
+                optimizer.step()
+
+    def assert_bit_for_bit(self):
+        for run, (game, single) in enumerate(zip(self.games, self.singles)):
+            for (name, p), q in zip(game.named_parameters(), single.parameters()):
+                assert torch.equal(p, q), f"run {run}: {name}"
+            for agent, optimizer in self.optimizers[run].items():
+                ours, theirs = optimizer.state_dict()["state"], self.references[run][agent].state_dict()["state"]
+                assert ours.keys() == theirs.keys()
+                for k in ours:
+                    for key in ("step", "exp_avg", "exp_avg_sq"):
+                        assert torch.equal(ours[k][key].float(), theirs[k][key].float()), f"run {run} {agent} {k} {key}"
+
+
+def _stackable(stacked):
+    """How many parameters the CPU kernel steps exactly as one tensor for all runs (sizes that are a
+    multiple of 16 float32), and how many it steps per run."""
+    sizes = [p[0].numel() for p in stacked.params.values()]
+    return sum(s % 16 == 0 for s in sizes), sum(s % 16 != 0 for s in sizes)
+
+
+def test_runs_at_one_step_count_are_stepped_as_one_tensor_bit_for_bit_as_torch_alone():
+    twins = AdamTwins(n_runs=4)
+    aligned, unaligned = _stackable(twins.stacked)
+    assert aligned and unaligned  # both kinds of parameter are exercised
+    for _ in range(3):
+        twins.step()
+        twins.assert_bit_for_bit()
+    assert twins.stacked.adam_tensors_per_step() == aligned + 4 * unaligned
+    # the runs' optimizers hold views of the stacked state, not copies
+    state = twins.optimizers[2]["receiver"].state[twins.games[2].receiver.head.weight]
+    assert state["exp_avg"].untyped_storage().nbytes() == 4 * state["exp_avg"].nbytes
+
+
+def test_a_run_with_a_fresh_optimizer_falls_back_alone_then_all_are_stacked_again():
+    twins = AdamTwins(n_runs=4)
+    aligned, unaligned = _stackable(twins.stacked)
+    twins.step()
+    twins.step()
+    twins.fresh(1)  # run 1 starts afresh: its step count differs from the others'
+    for _ in range(3):
+        twins.step()
+        twins.assert_bit_for_bit()
+    # runs [0], [1], [2, 3] for each stackable parameter
+    assert twins.stacked.adam_tensors_per_step() == 3 * aligned + 4 * unaligned
+    steps = {float(s["step"]) for s in twins.optimizers[1]["sender"].state.values()}
+    assert steps == {3.0}  # three steps since its fresh start, in the optimizer the run checkpoints
+    for run in range(4):  # every run starts afresh at one boundary: one count again
+        twins.fresh(run)
+    for _ in range(2):
+        twins.step()
+        twins.assert_bit_for_bit()
+    assert twins.stacked.adam_tensors_per_step() == aligned + 4 * unaligned
+
+
+def test_runs_with_other_learning_rates_are_stacked_by_neighbours_of_one_rate():
+    twins = AdamTwins(n_runs=4, lrs=[1e-2, 1e-2, 5e-3, 1e-2])
+    aligned, unaligned = _stackable(twins.stacked)
+    for _ in range(3):
+        twins.step()
+        twins.assert_bit_for_bit()
+    assert twins.stacked.adam_tensors_per_step() == 3 * aligned + 4 * unaligned  # [0, 1], [2], [3]
+
+
+def test_a_checkpoint_holds_one_runs_state_and_a_resume_steps_on_bit_for_bit(tmp_path):
+    twins = AdamTwins(n_runs=3)
+    for _ in range(2):
+        twins.step()
+    saved = {agent: o.state_dict() for agent, o in twins.optimizers[1].items()}
+    for state in saved["receiver"]["state"].values():  # its own slices, not every run's stack
+        assert all(t.untyped_storage().nbytes() == t.nbytes for t in state.values())
+    torch.save(saved, tmp_path / "optimizers.pt")
+    twins.step()  # the live state moves on; the checkpoint does not
+    loaded = torch.load(tmp_path / "optimizers.pt")
+    assert not torch.equal(loaded["receiver"]["state"][0]["exp_avg"],
+                           twins.optimizers[1]["receiver"].state_dict()["state"][0]["exp_avg"])
+    # run 2 loads a state dict into the optimizer it has: the next step takes the loaded tensors in
+    receiver = twins.optimizers[2]["receiver"]
+    receiver.load_state_dict(copy.deepcopy(receiver.state_dict()))
+    twins.step()
+    twins.assert_bit_for_bit()
+    # run 1 resumes from the checkpoint with new optimizers (as LanguageRun.load_state_dict does);
+    # its reference loads the same state, and both carry on from run 1's live weights
+    twins.optimizers[1] = _adams(twins.games[1])
+    for agent, optimizer in twins.optimizers[1].items():
+        optimizer.load_state_dict(loaded[agent])
+        reference = twins.references[1][agent]
+        reference.load_state_dict({**reference.state_dict(), "state": copy.deepcopy(loaded[agent]["state"])})
+    with torch.no_grad():
+        for p, q in zip(twins.singles[1].parameters(), twins.games[1].parameters()):
+            p.copy_(q)
+    for _ in range(2):
+        twins.step()
+        twins.assert_bit_for_bit()
+
+
+def test_a_forgetting_operator_that_resets_optimizer_state_is_seen_without_a_relink():
+    twins = AdamTwins(n_runs=3)
+    twins.step()
+    for optimizers in (twins.optimizers[0], twins.references[0]):  # as optimizer_state="reset" does
+        sender = optimizers["sender"]
+        for p in list(sender.state)[:2]:
+            del sender.state[p]
+    twins.step()
+    twins.assert_bit_for_bit()
 
 
 def test_one_agent_steps_alone_and_other_optimizers_step_themselves():
