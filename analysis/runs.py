@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from emergent_frl.settings_history import saved_game_settings
+
 from .cli import one_line
 
 RECORDS_FILE = "generations.jsonl"
@@ -133,7 +135,8 @@ def read_config(run_dir: pathlib.Path) -> dict[str, Any]:
         if config.get(key) is not None and not isinstance(config[key], str):
             raise ValueError(f"{path}: '{key}' is {describe(config[key])}, not a string")
     _check_seed(config.get("seed"), str(path))
-    return config
+    # A run older than a knob is filed under the value it trained with, beside identical new runs.
+    return saved_game_settings(config)
 
 
 def _check_seed(seed: Any, where: str) -> None:

@@ -34,6 +34,7 @@ from emergent_frl.protocols import ImitatingSender, check_agent
 from emergent_frl.teaching import ease_of_teaching
 from emergent_frl.trainers import ReferenceTrainer, Trainer
 from emergent_frl.strategies import STRATEGIES, IteratedLearning, PartialForgetting, Strategy, build_strategy
+from emergent_frl.settings_history import saved_game_settings
 from emergent_frl.training import (
     ConfigError,
     Interrupted,
@@ -43,7 +44,6 @@ from emergent_frl.training import (
     dataclass_from_dict,
     evaluate,
     make_generator,
-    saved_game_settings,
     train_iterations,
 )
 

@@ -57,7 +57,8 @@ from emergent_frl.relearn import NonFiniteError, run_language, split_config
 from emergent_frl.runs import (
     CHECKPOINT_FILE, CONFIG_FILE, RECORDS_FILE, atomic_write_text, describe_os_error, lock_holder, to_jsonable,
 )
-from emergent_frl.training import ConfigError, saved_game_settings
+from emergent_frl.settings_history import saved_game_settings
+from emergent_frl.training import ConfigError
 
 BACKENDS = ("local", "ray")
 # A finished task's results: one per run, or one failure for the whole task (its worker died).

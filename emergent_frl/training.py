@@ -214,18 +214,6 @@ class LanguageGameConfig:
         return self
 
 
-def saved_game_settings(saved: dict[str, Any]) -> dict[str, Any]:
-    """A language run's saved config.json settings, with the knobs it predates set to what it
-    trained with. Its config.json lacks a knob added later; where that knob's default differs from
-    what the run did, reading the default instead would make a resumed run (or a sweep's started
-    run) switch training halfway."""
-    if "receiver_training" in saved:
-        return saved
-    # Before the knob, a referential receiver on the reinforce channel sampled its choice.
-    sampled = saved.get("game") == "referential" and saved.get("channel", "reinforce") == "reinforce"
-    return {**saved, "receiver_training": "reinforce" if sampled else "cross_entropy"}
-
-
 def build_agents(config: LanguageGameConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(sender, receiver) of `config`: the user's (`config.agents`, checked against
     emergent_frl.protocols) or the built-in ones its knobs describe. Draws from torch's global RNG:

@@ -33,9 +33,8 @@ from emergent_frl.knobs import add_knob_arguments, flag_for
 from emergent_frl.relearn import (EVALUATIONS_FILE, GENERATIONS, NonFiniteError, RelearnConfig, run_language,
                                   split_config)
 from emergent_frl.runs import CONFIG_FILE, check_new_folder, dumps, read_settings
-from emergent_frl.training import (
-    GAME, OUTPUT, TRAINING, ConfigError, Interrupted, LanguageGameConfig, saved_game_settings,
-)
+from emergent_frl.settings_history import saved_game_settings
+from emergent_frl.training import GAME, OUTPUT, TRAINING, ConfigError, Interrupted, LanguageGameConfig
 from analysis.cli import ArgumentParser, one_line, run_command
 from games.presets import available_presets, load_preset
 

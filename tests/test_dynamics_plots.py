@@ -19,7 +19,8 @@ from analysis.plot import curves_figure
 from analysis.runs import differences_note, differing_fields, find_runs, load_run, run_labels
 from analysis.stats import clipped_band, metric_range
 
-CONFIG = {"game": "referential", "generations": 3, "iterations_per_generation": 30, "hidden_size": 16}
+CONFIG = {"game": "referential", "generations": 3, "iterations_per_generation": 30, "hidden_size": 16,
+          "receiver_training": "cross_entropy"}  # as a run records the default
 
 
 def write_run(path, strategy, seed, generations, evaluations=(), **config):

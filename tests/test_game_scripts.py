@@ -215,13 +215,15 @@ def test_a_run_older_than_the_receiver_training_knob_resumes_with_the_sampling_l
 
 
 def test_saved_settings_fill_in_the_receiver_training_a_run_had_before_the_knob():
-    from emergent_frl.training import saved_game_settings
+    from emergent_frl.settings_history import saved_game_settings
 
     assert saved_game_settings({"game": "referential", "channel": "reinforce"})["receiver_training"] == "reinforce"
     assert saved_game_settings({"game": "referential", "channel": "gumbel"})["receiver_training"] == "cross_entropy"
     assert saved_game_settings({"game": "reconstruction"})["receiver_training"] == "cross_entropy"
     assert saved_game_settings({"game": "referential", "receiver_training": "cross_entropy"}) == {
         "game": "referential", "receiver_training": "cross_entropy"}
+    image = {"dataset": "digits", "model": "small_cnn"}
+    assert saved_game_settings(image) == image  # the image track's runs are left as they are
 
 
 def test_seeds_write_one_run_directory_per_seed_and_one_plot(tmp_path, capsys):
