@@ -6,7 +6,8 @@ everything else is each side's own default:
 
 - ours: `run_language_batched` (all seeds of a cell in one process), package defaults apart from
   the shape fields; and once more with the defaults of before issue 16 (`EARLIER_DEFAULTS`: LSTM,
-  a sampling listener trained by REINFORCE, no baseline), to show what the defaults changed;
+  a sampling listener trained by REINFORCE with a Linear layer on its message encoding, no
+  baseline), to show what the defaults changed;
 - EGG: `egg.zoo.basic_games`' REINFORCE game (its `Sender` / `RecoReceiver` / `DiscriReceiver`
   cores in `RnnSenderReinforce` / `RnnReceiverDeterministic`, `SenderReceiverRnnReinforce` with its
   mean baseline, sender entropy 0.1, receiver entropy 0, EGG's RNN cell, embedding 10, EOS), on
@@ -96,13 +97,14 @@ class Budget:
 
 # -- ours ---------------------------------------------------------------------------------------
 # The package defaults before issue 16 changed them (the paper's agents and listener).
-EARLIER_DEFAULTS = {"cell": "lstm", "receiver_training": "reinforce", "baseline": False}
+EARLIER_DEFAULTS = {"cell": "lstm", "receiver_training": "reinforce", "receiver_head": True, "baseline": False}
 
 
 def run_ours(cell: Cell, budget: Budget, seeds: list[int], settings: dict[str, Any] | None = None
              ) -> list[dict[str, float]]:
     """Our game, package defaults apart from the shape fields, the shared budget and `settings`."""
-    extra = {k: v for k, v in (settings or {}).items() if cell.game == "referential" or k != "receiver_training"}
+    extra = {k: v for k, v in (settings or {}).items()
+             if cell.game == "referential" or k not in ("receiver_training", "receiver_head")}
     values = [{**cell.shape(), "hidden_size": budget.hidden_size, "batch_size": budget.batch_size,
                "lr_sender": budget.lr, "lr_receiver": budget.lr, **extra, "seed": seed,
                "generations": 1, "iterations_per_generation": budget.iterations, "eval_every": 0}

@@ -280,7 +280,9 @@ class ReferentialReceiver(_MessageReader):
     Submodules: `embedding` (optional), `cell`, `head` (message encoding), `candidate_encoder`.
     `deterministic`: always choose the best-scoring candidate and draw nothing (EGG's
     deterministic receiver, trained by the cross-entropy of its scores); otherwise the choice is
-    sampled in training (the paper's receiver, trained by REINFORCE).
+    sampled in training (the paper's receiver, trained by REINFORCE). `message_head`: a Linear
+    layer on the RNN's final state before the scores (the paper's); without it (`nn.Identity`,
+    EGG's discrimination receiver) the state itself is dotted with the candidates' encodings.
     """
 
     def __init__(
@@ -292,10 +294,11 @@ class ReferentialReceiver(_MessageReader):
         cell: str = "lstm",
         embed_size: int | None = None,
         deterministic: bool = False,
+        message_head: bool = True,
     ):
         super().__init__(vocab_size, hidden_size, cell, embed_size)
         self.deterministic = deterministic
-        self.head = nn.Linear(hidden_size, hidden_size)
+        self.head = nn.Linear(hidden_size, hidden_size) if message_head else nn.Identity()
         self.candidate_encoder = nn.Linear(input_size, hidden_size)
 
     def forward(

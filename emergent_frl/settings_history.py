@@ -17,9 +17,15 @@ LANGUAGE_GAMES = ("referential", "reconstruction")
 def saved_game_settings(saved: dict[str, Any]) -> dict[str, Any]:
     """A language run's saved settings with the knobs it predates set to what it trained with
     (other runs' settings, e.g. the image track's, are returned as they are)."""
-    if saved.get("game") not in LANGUAGE_GAMES or "receiver_training" in saved:
+    if saved.get("game") not in LANGUAGE_GAMES:
         return saved
-    # Before the knob (2026-11-30), a referential receiver on the reinforce channel sampled its
-    # choice and learned by REINFORCE; every other receiver learned from the loss's gradient.
-    sampled = saved["game"] == "referential" and saved.get("channel", "reinforce") == "reinforce"
-    return {**saved, "receiver_training": "reinforce" if sampled else "cross_entropy"}
+    referential = saved["game"] == "referential"
+    before = {
+        # Before the knob (2026-11-30), a referential receiver on the reinforce channel sampled its
+        # choice and learned by REINFORCE; every other receiver learned from the loss's gradient.
+        "receiver_training": ("reinforce" if referential and saved.get("channel", "reinforce") == "reinforce"
+                              else "cross_entropy"),
+        # ... and every referential receiver had a Linear layer on its message encoding.
+        "receiver_head": referential,
+    }
+    return {**before, **saved}

@@ -111,6 +111,10 @@ class LanguageGameConfig:
         "cross_entropy", kind=str, choices=RECEIVER_TRAINING, shape=True, games=("referential",),
         help="how the referential receiver learns: cross_entropy (deterministic, from the cross-entropy of "
              "its candidate scores, as EGG) or reinforce (samples its choice, 0/1 reward: the paper preset)")
+    receiver_head: bool = knob(
+        False, kind=bool, shape=True, games=("referential",),
+        help="a Linear layer on the referential listener's message encoding before the candidate scores "
+             "(the paper's; default off: the RNN state meets the candidates directly, as EGG)")
     temperature: float = knob(1.0, kind=float, greater_than=0, shape=True, help="Gumbel-Softmax temperature")
     straight_through: bool = knob(True, kind=bool, shape=True,
                                   help="hard one-hot forward, soft gradients on the gumbel channel")
@@ -230,7 +234,8 @@ def build_agents(config: LanguageGameConfig) -> tuple[torch.nn.Module, torch.nn.
     if config.game == "referential":
         receiver = ReferentialReceiver(space.input_size, config.vocab_size, config.hidden_size, cell=config.cell,
                                        embed_size=config.embed_size,
-                                       deterministic=config.receiver_training == "cross_entropy")
+                                       deterministic=config.receiver_training == "cross_entropy",
+                                       message_head=config.receiver_head)
     else:
         receiver = ReconstructionReceiver(space.n_values, config.vocab_size, config.hidden_size, cell=config.cell,
                                           embed_size=config.embed_size)

@@ -179,6 +179,23 @@ def test_a_cross_entropy_receiver_is_egg_s_deterministic_receiver():
         assert torch.allclose(param.grad, grad, atol=1e-6)
 
 
+def test_the_default_listener_has_no_message_head_and_the_paper_s_has_one():
+    """Default: the RNN state is dotted with the candidate encodings (EGG); receiver_head adds the
+    paper's Linear(hidden -> hidden) on it, and the scores go through it."""
+    plain = build_game(tiny_config()).receiver
+    paper = build_game(tiny_config(receiver_head=True)).receiver
+    assert isinstance(plain.head, torch.nn.Identity) and isinstance(paper.head, torch.nn.Linear)
+    assert {n for n, _ in paper.named_parameters()} - {n for n, _ in plain.named_parameters()} == {
+        "head.weight", "head.bias"}
+    symbols = torch.eye(plain.vocab_size)[torch.tensor([[0, 1], [2, 3]])]
+    candidates = torch.rand(2, 3, plain.candidate_encoder.in_features, generator=torch.Generator().manual_seed(0))
+    plain.eval()
+    state = plain.read(symbols)
+    encoded = plain.candidate_encoder(candidates)  # [B, K, H]
+    expected = (encoded * state.unsqueeze(1)).sum(-1)
+    torch.testing.assert_close(plain(symbols, candidates).logits, expected)
+
+
 def test_the_gumbel_channel_refuses_a_reinforce_trained_receiver_before_any_work():
     with pytest.raises(ValueError, match=r"receiver_training='reinforce': the gumbel channel trains the receiver"):
         tiny_config(channel="gumbel", receiver_training="reinforce").validate()

@@ -166,7 +166,7 @@ def test_final_language_topsim_under_a_named_convention(tmp_path):
 def games_sweep(tmp_path):
     """pbf on the referential game (seeds 0, 1) and on the reconstruction game (seed 0), with the
     package defaults a new run records."""
-    default = {"receiver_training": "cross_entropy"}
+    default = {"receiver_training": "cross_entropy", "receiver_head": False}
     write_run(tmp_path / "ref0", "pbf", 0, [0.5, 0.7], [0.8, 0.9], game="referential", device="cpu", **default)
     write_run(tmp_path / "ref1", "pbf", 1, [0.3, 0.5], [0.6, 0.7], game="referential", device="cuda", **default)
     write_run(tmp_path / "rec0", "pbf", 0, [0.1, 0.2], [0.2, 0.3], game="reconstruction", device="cpu", **default)
@@ -200,12 +200,13 @@ def test_runs_of_different_games_never_pool(tmp_path, capsys):
 
 
 def test_a_run_older_than_a_knob_pools_with_new_runs_trained_the_same_way(tmp_path):
-    """A paper-preset run made before `receiver_training` existed sampled its listener's choice:
-    it pools with a new run that records `reinforce`, and apart from one that records `cross_entropy`."""
+    """A paper-preset run made before `receiver_training` and `receiver_head` existed sampled its
+    listener's choice and had the head: it pools with a new run that records both, and apart from
+    one that records `cross_entropy`."""
     paper = {"game": "referential", "channel": "reinforce", "cell": "lstm"}
     write_run(tmp_path / "old", "pbf", 0, [0.1], **paper)
-    write_run(tmp_path / "new", "pbf", 1, [0.2], **paper, receiver_training="reinforce")
-    write_run(tmp_path / "default", "pbf", 0, [0.3], **paper, receiver_training="cross_entropy")
+    write_run(tmp_path / "new", "pbf", 1, [0.2], **paper, receiver_training="reinforce", receiver_head=True)
+    write_run(tmp_path / "default", "pbf", 0, [0.3], **paper, receiver_training="cross_entropy", receiver_head=True)
     runs = [load_run(p) for p in find_runs([tmp_path])]
     assert final_values(runs, "topsim") == {"pbf (receiver_training=cross_entropy)": [0.3],
                                             "pbf (receiver_training=reinforce)": [0.2, 0.1]}
@@ -242,7 +243,7 @@ def test_compare_pairs_each_game_with_its_own_baseline(tmp_path):
     for (strategy, game), values in finals.items():
         for seed, value in enumerate(values):
             write_run(tmp_path / f"{strategy}-{game}-{seed}", strategy, seed, [0.0, value], game=game,
-                      receiver_training="cross_entropy")
+                      receiver_training="cross_entropy", receiver_head=False)
     runs = [load_run(p) for p in find_runs([tmp_path])]
     lines = paired_table(runs, "no_reset", "topsim").splitlines()
     half = stats.t.ppf(0.975, 1) * np.std([0.1, 0.0], ddof=1) / np.sqrt(2)

@@ -20,7 +20,7 @@ from analysis.runs import differences_note, differing_fields, find_runs, load_ru
 from analysis.stats import clipped_band, metric_range
 
 CONFIG = {"game": "referential", "generations": 3, "iterations_per_generation": 30, "hidden_size": 16,
-          "receiver_training": "cross_entropy"}  # as a run records the default
+          "receiver_training": "cross_entropy", "receiver_head": False}  # as a run records the defaults
 
 
 def write_run(path, strategy, seed, generations, evaluations=(), **config):

@@ -197,31 +197,37 @@ def test_a_run_without_an_engine_in_its_config_resumes_on_the_reference_engine(t
     assert timeless_records(old) == timeless_records(full)
 
 
-def test_a_run_older_than_the_receiver_training_knob_resumes_with_the_sampling_listener_it_had(tmp_path):
-    """Before the knob, the referential listener sampled its choice (now `reinforce`); the default
-    is now `cross_entropy`. A config.json without the key resumes as it was made: the extended
-    run equals a `reinforce` run launched at the full length."""
+def test_a_run_older_than_the_listener_knobs_resumes_with_the_listener_it_had(tmp_path):
+    """Before the knobs, the referential listener sampled its choice (now `reinforce`) and had a
+    Linear layer on its message encoding (`receiver_head`); the defaults are now `cross_entropy`
+    and no head. A config.json without the keys resumes as it was made: the extended run equals
+    such a run launched at the full length."""
     common = [*TINY, "--strategy", "pbf", "--iterations-per-generation", "15", "--no-plot",
-              "--receiver-training", "reinforce"]
+              "--receiver-training", "reinforce", "--receiver-head"]
     old, full = tmp_path / "old", tmp_path / "full"
     assert referential.main([*common, "--generations", "2", "--out", str(old)]) == 0
     config = json.loads((old / "config.json").read_text())
-    assert config.pop("receiver_training") == "reinforce"
+    assert config.pop("receiver_training") == "reinforce" and config.pop("receiver_head") is True
     (old / "config.json").write_text(json.dumps(config))  # as an older version wrote it
     assert referential.main(["--resume", str(old), "--generations", "3", "--no-plot"]) == 0
-    assert json.loads((old / "config.json").read_text())["receiver_training"] == "reinforce"
+    resumed = json.loads((old / "config.json").read_text())
+    assert (resumed["receiver_training"], resumed["receiver_head"]) == ("reinforce", True)
     assert referential.main([*common, "--generations", "3", "--out", str(full)]) == 0
     assert timeless_records(old) == timeless_records(full)
 
 
-def test_saved_settings_fill_in_the_receiver_training_a_run_had_before_the_knob():
+def test_saved_settings_fill_in_the_listener_a_run_had_before_the_knobs():
     from emergent_frl.settings_history import saved_game_settings
 
-    assert saved_game_settings({"game": "referential", "channel": "reinforce"})["receiver_training"] == "reinforce"
-    assert saved_game_settings({"game": "referential", "channel": "gumbel"})["receiver_training"] == "cross_entropy"
-    assert saved_game_settings({"game": "reconstruction"})["receiver_training"] == "cross_entropy"
-    assert saved_game_settings({"game": "referential", "receiver_training": "cross_entropy"}) == {
-        "game": "referential", "receiver_training": "cross_entropy"}
+    def listener(saved):
+        filled = saved_game_settings(saved)
+        return filled["receiver_training"], filled["receiver_head"]
+
+    assert listener({"game": "referential", "channel": "reinforce"}) == ("reinforce", True)
+    assert listener({"game": "referential", "channel": "gumbel"}) == ("cross_entropy", True)
+    assert listener({"game": "reconstruction"}) == ("cross_entropy", False)
+    new = {"game": "referential", "receiver_training": "cross_entropy", "receiver_head": False}
+    assert saved_game_settings(new) == new
     image = {"dataset": "digits", "model": "small_cnn"}
     assert saved_game_settings(image) == image  # the image track's runs are left as they are
 
@@ -320,6 +326,7 @@ def test_presets_hold_the_paper_settings():
     assert paper.sender_entropy_coeff == paper.receiver_entropy_coeff == 0.1
     # The paper's listener samples and learns by REINFORCE without a baseline, whatever the defaults.
     assert (paper.receiver_training, paper.baseline, paper.channel) == ("reinforce", False, "reinforce")
+    assert paper.receiver_head  # the paper's listener: Linear(100 -> 100) on the message encoding
     ren = config("reconstruction", "--preset", "ren")
     assert (ren.n_attributes, ren.n_values, ren.vocab_size, ren.max_len, ren.hidden_size) == (2, 8, 8, 2, 128)
     tweaked = config("referential", "--preset", "paper", "--lr", "0.01", "--seed", "2")

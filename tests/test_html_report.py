@@ -23,7 +23,8 @@ def write_run(path, strategy, seed, game="referential", shift=0.0, languages=Tru
     """A two-generation run with evaluations every 10 iterations and its languages."""
     path.mkdir(parents=True)
     config = {"game": game, "strategy": strategy, "seed": seed, "generations": 2, "iterations_per_generation": 30,
-              "n_values": [4, 2], "vocab_size": 6, "receiver_training": "cross_entropy"}
+              "n_values": [4, 2], "vocab_size": 6, "receiver_training": "cross_entropy",
+              "receiver_head": False}
     (path / "config.json").write_text(json.dumps(config))
     forgets = strategy != "no_reset"
     records = [{"generation": 0, "iteration": 30, "strategy": strategy, "seed": seed, "accuracy": 0.7,

@@ -28,7 +28,7 @@ MYAGENTS = "myagents:build"
     {},
     {"cell": "gru"},
     {"cell": "lstm"},
-    {"cell": "lstm", "receiver_training": "reinforce", "baseline": False},  # the paper's agents
+    {"cell": "lstm", "receiver_training": "reinforce", "receiver_head": True, "baseline": False},  # the paper's
     {"receiver_training": "reinforce"},
     {"cell": "lnlstm"},
     {"channel": "gumbel"},
@@ -170,7 +170,8 @@ def test_runs_at_one_step_count_are_stepped_as_one_tensor_bit_for_bit_as_torch_a
         twins.assert_bit_for_bit()
     assert twins.stacked.adam_tensors_per_step() == aligned + 4 * unaligned
     # the runs' optimizers hold views of the stacked state, not copies
-    state = twins.optimizers[2]["receiver"].state[twins.games[2].receiver.head.weight]
+    aligned_name = next(n for n, p in twins.stacked.params.items() if n.startswith("receiver.") and p[0].numel() % 16 == 0)
+    state = twins.optimizers[2]["receiver"].state[twins.games[2].get_parameter(aligned_name)]
     assert state["exp_avg"].untyped_storage().nbytes() == 4 * state["exp_avg"].nbytes
 
 
@@ -268,8 +269,8 @@ def test_the_games_are_views_of_the_stack_and_relink_after_replacement():
     configs, games = _pair()
     stacked = StackedGames(games)
     with torch.no_grad():
-        games[1].receiver.head.weight.add_(1.0)  # the game's own code writes into the stack
-    assert torch.equal(stacked.params["receiver.head.weight"][1], games[1].receiver.head.weight)
+        games[1].receiver.candidate_encoder.weight.add_(1.0)  # the game's own code writes into the stack
+    assert torch.equal(stacked.params["receiver.candidate_encoder.weight"][1], games[1].receiver.candidate_encoder.weight)
     fresh = nn.Linear(*reversed(games[0].sender.head.weight.shape))
     games[0].sender.head = fresh  # a strategy of a user's that swaps a module
     stacked.link()
