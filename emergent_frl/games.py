@@ -37,6 +37,7 @@ from emergent_frl.agents import (
     Sender,
     SenderOutput,
 )
+from emergent_frl.knobs import ConfigError
 from emergent_frl.objects import CandidateSampler, ObjectSpace, Split
 
 LossFn = Callable[..., tuple[torch.Tensor, dict[str, Any]]]
@@ -81,6 +82,16 @@ class GameOutput:
 # reward (the paper's listener); "cross_entropy" is deterministic and learns from the
 # cross-entropy of its candidate scores (EGG's listener; a full gradient every batch).
 RECEIVER_TRAINING = ("reinforce", "cross_entropy")
+
+
+def check_receiver_training(channel: str, receiver_training: str) -> None:
+    """ConfigError unless the channel can train the receiver so: only the reinforce channel has a
+    sampled choice to reward (the game and the config check this one rule)."""
+    if channel != "reinforce" and receiver_training == "reinforce":
+        raise ConfigError("receiver_training", receiver_training,
+                          f"the {channel} channel trains the receiver by the cross-entropy of its scores; "
+                          "use cross_entropy")
+
 
 # What `GameOutput.training_stats` holds, as the records name it.
 TRAINING_STATS = ("train_accuracy", "train_loss", "train_sender_entropy", "train_receiver_entropy")
@@ -331,12 +342,9 @@ class ReferentialGame(LanguageGame):
     ):
         if receiver_training not in RECEIVER_TRAINING:
             raise ValueError(f"receiver_training={receiver_training!r}: must be one of {list(RECEIVER_TRAINING)}")
-        if channel != "reinforce" and receiver_training == "reinforce":
-            raise ValueError(f"receiver_training='reinforce': the {channel} channel trains the receiver by "
-                             "the cross-entropy of its scores; use 'cross_entropy'")
+        check_receiver_training(channel, receiver_training)
         self.receiver_training = receiver_training
-        sampled = channel == "reinforce" and receiver_training == "reinforce"
-        default = referential_reward_loss if sampled else referential_cross_entropy_loss
+        default = referential_reward_loss if receiver_training == "reinforce" else referential_cross_entropy_loss
         super().__init__(
             space, sender, receiver, channel=channel, loss=loss, default_loss=default,
             sender_entropy_coeff=sender_entropy_coeff, receiver_entropy_coeff=receiver_entropy_coeff,
@@ -414,7 +422,7 @@ class ReferentialGame(LanguageGame):
 
     def receiver_output_for_loss(self, receiver_out):
         """The sampled choice (a 0/1 reward) for a REINFORCE-trained receiver, else the scores."""
-        if self.channel == "reinforce" and self.receiver_training == "reinforce":
+        if self.receiver_training == "reinforce":
             return receiver_out.choice
         return receiver_out.logits
 

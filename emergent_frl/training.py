@@ -31,7 +31,9 @@ from emergent_frl.devices import DeviceError, machine_device
 from emergent_frl.user_agents import build_agents as build_user_agents, load_factory
 from emergent_frl.difficulty_probes import build_probe_sets, probe_accuracies
 from emergent_frl.agents import CELLS, CHANNELS, ReconstructionReceiver, ReferentialReceiver, Sender
-from emergent_frl.games import RECEIVER_TRAINING, TRAINING_STATS, LanguageGame, ReconstructionGame, ReferentialGame
+from emergent_frl.games import (
+    RECEIVER_TRAINING, TRAINING_STATS, LanguageGame, ReconstructionGame, ReferentialGame, check_receiver_training,
+)
 from emergent_frl.knobs import ConfigError, check_knob, check_knobs, knob
 from emergent_frl.objects import ObjectSpace
 
@@ -207,9 +209,7 @@ class LanguageGameConfig:
         except ValueError as error:
             raise ConfigError("holdout_fraction", self.holdout_fraction, str(error)) from None
         if self.game == "referential":
-            if self.channel != "reinforce" and self.receiver_training == "reinforce":
-                raise ConfigError("receiver_training", self.receiver_training,
-                                  f"the {self.channel} channel trains the receiver by cross-entropy; use cross_entropy")
+            check_receiver_training(self.channel, self.receiver_training)
             check_knob(self, "n_candidates", maximum=int(split.train.numel()))
             check_knob(self, "easy_limit", maximum=self.n_candidates - 1)
         if self.agents is not None:
