@@ -330,7 +330,7 @@ class ReferentialGame(LanguageGame):
         n_candidates: int = 5,
         easy_limit: int | None = None,
         channel: str = "reinforce",
-        receiver_training: str = "reinforce",
+        receiver_training: str | None = None,
         loss: LossFn | None = None,
         sender_entropy_coeff: float = 0.1,
         receiver_entropy_coeff: float = 0.1,
@@ -340,6 +340,8 @@ class ReferentialGame(LanguageGame):
         eval_repeats: int = 10,
         eval_seed: int = 0,
     ):
+        if receiver_training is None:  # the channel's own: sampled on reinforce (the paper's), else scores
+            receiver_training = "reinforce" if channel == "reinforce" else "cross_entropy"
         if receiver_training not in RECEIVER_TRAINING:
             raise ValueError(f"receiver_training={receiver_training!r}: must be one of {list(RECEIVER_TRAINING)}")
         check_receiver_training(channel, receiver_training)

@@ -196,6 +196,19 @@ def test_the_default_listener_has_no_message_head_and_the_paper_s_has_one():
     torch.testing.assert_close(plain(symbols, candidates).logits, expected)
 
 
+def test_a_game_built_directly_trains_its_receiver_as_its_channel_does_by_default():
+    """The classes keep the paper's game (a sampling listener) on the reinforce channel, and the
+    cross-entropy of the scores on the gumbel channel, without naming receiver_training."""
+    from emergent_frl.games import ReferentialGame
+
+    space = ObjectSpace(2, [2, 3])
+    for channel, expected in (("reinforce", "reinforce"), ("gumbel", "cross_entropy")):
+        sender = Sender(space.input_size, vocab_size=4, max_len=2, hidden_size=8, channel=channel)
+        game = ReferentialGame(space, sender, ReferentialReceiver(space.input_size, 4, 8), channel=channel,
+                               n_candidates=3)
+        assert game.receiver_training == expected, channel
+
+
 def test_the_gumbel_channel_refuses_a_reinforce_trained_receiver_before_any_work():
     with pytest.raises(ValueError, match=r"receiver_training='reinforce': the gumbel channel trains the receiver"):
         tiny_config(channel="gumbel", receiver_training="reinforce").validate()
