@@ -19,7 +19,7 @@ import dataclasses
 import warnings
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
@@ -80,11 +80,38 @@ def dataclass_from_dict(cls, values: dict[str, Any]):
     return cls(**values)
 
 
+SettingsT = TypeVar("SettingsT", bound="SpaceSettings")
+
+
+class SpaceSettings:
+    """What every config over an attribute-value space (fields `n_attributes`, `n_values`) offers:
+    reading from and writing to plain dicts (config.json, YAML), and the space itself."""
+
+    n_attributes: int
+    n_values: int | list[int]
+
+    @classmethod
+    def from_dict(cls: type[SettingsT], values: dict[str, Any]) -> SettingsT:
+        """Build from a plain dict (JSON/YAML); unknown keys are an error, missing keys default."""
+        return dataclass_from_dict(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if isinstance(out["n_values"], tuple):
+            out["n_values"] = list(out["n_values"])
+        return out
+
+    def space(self) -> ObjectSpace:
+        return ObjectSpace(self.n_attributes, self.n_values)
+
+
 @dataclass
-class LanguageGameConfig:
-    """Every knob of one language game and its training. Defaults: the paper's setting
-    (Li & Bowling 2019 / Zhou et al. 2022: 8 colors x 4 shapes, vocab 8, length 2, 5 candidates,
-    LSTM 100, batch 100, Adam 1e-3 per agent, entropy 0.1 per agent, REINFORCE without baseline).
+class LanguageGameConfig(SpaceSettings):
+    """Every knob of one language game and its training. Defaults: the paper's game (Li & Bowling
+    2019 / Zhou et al. 2022: 8 colors x 4 shapes, vocab 8, length 2, 5 candidates, hidden 100,
+    batch 100, Adam 1e-3 per agent, entropy 0.1 per agent), trained as EGG trains (tanh-RNN agents,
+    a deterministic listener without a message head trained by cross-entropy, a REINFORCE
+    baseline), which learns well on games no preset tunes; `--preset paper` trains as the paper.
 
     Each field is a `knob` (emergent_frl.knobs) declaring its type, range, help and whether it
     fixes tensor shapes; `validate`, the game scripts' flags and batch grouping read it there.
@@ -164,21 +191,6 @@ class LanguageGameConfig:
         None, kind=str, optional=True, shape=True, checked_by="the agents rule",
         help="your own agents: MODULE:FUNCTION, where FUNCTION(config) returns (sender, receiver) "
              "(docs/own_agents.md; default none: the built-in agents of --cell, --hidden-size, ...)")
-
-    # -- construction ---------------------------------------------------------------------------
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "LanguageGameConfig":
-        """Build from a plain dict (JSON/YAML); unknown keys are an error, missing keys default."""
-        return dataclass_from_dict(cls, values)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        if isinstance(out["n_values"], tuple):
-            out["n_values"] = list(out["n_values"])
-        return out
-
-    def space(self) -> ObjectSpace:
-        return ObjectSpace(self.n_attributes, self.n_values)
 
     # -- validation -----------------------------------------------------------------------------
     def validate(self) -> "LanguageGameConfig":

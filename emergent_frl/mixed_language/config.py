@@ -9,17 +9,14 @@ at every measurement a copy re-initialized with keep 0.5 (a new Bernoulli mask e
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from emergent_frl.agents import CELLS
 from emergent_frl.forgetting import ForgettingOperator, MaskCriterion, ParameterSelection, ResetValue
 from emergent_frl.knobs import ConfigError, check_knobs, knob
-from emergent_frl.objects import ObjectSpace
-from emergent_frl.training import MAX_SEED, dataclass_from_dict
+from emergent_frl.training import MAX_SEED, SpaceSettings
 
 from .languages import CODES, MixedLanguage, check_code, mixed_language
 from .readout import FEEDBACKS
@@ -35,7 +32,7 @@ MAX_OBJECTS = 4096  # the permutation is an assignment problem, cubic in the per
 
 
 @dataclass
-class LanguageForgettingConfig:
+class LanguageForgettingConfig(SpaceSettings):
     """Every knob of one run: the target language, the speaker and its training, what is forgotten."""
 
     n_attributes: int = knob(2, minimum=1, maximum=64, flag_group=LANGUAGE, help="attributes per object")
@@ -85,19 +82,6 @@ class LanguageForgettingConfig:
     relearn_every: int = knob(0, minimum=0, flag_group=FORGETTING,
                               help="forget-and-relearn: every N iterations the speaker itself becomes a "
                                    "forgotten copy (a multiple of --measure-every; default 0: never)")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "LanguageForgettingConfig":
-        return dataclass_from_dict(cls, values)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        if isinstance(out["n_values"], tuple):
-            out["n_values"] = list(out["n_values"])
-        return out
-
-    def space(self) -> ObjectSpace:
-        return ObjectSpace(self.n_attributes, self.n_values)
 
     def language(self) -> MixedLanguage:
         """The target language, drawn from `language_seed` (else `seed`)."""
