@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emergent_frl.batched import run_language_batched  # noqa: E402
 from emergent_frl.batched.runs import parse_seeds  # noqa: E402
 from emergent_frl.training import LanguageGameConfig, build_game  # noqa: E402
+from arguments import positive  # noqa: E402 (benchmarks/arguments.py)
 
 GAMES = {"rec": "reconstruction", "ref": "referential"}
 CELL = re.compile(r"^(rec|ref)-(\d+)x(\d+)-v(\d+)-l(\d+)$")
@@ -103,10 +104,8 @@ EARLIER_DEFAULTS = {"cell": "lstm", "receiver_training": "reinforce", "receiver_
 def run_ours(cell: Cell, budget: Budget, seeds: list[int], settings: dict[str, Any] | None = None
              ) -> list[dict[str, float]]:
     """Our game, package defaults apart from the shape fields, the shared budget and `settings`."""
-    extra = {k: v for k, v in (settings or {}).items()
-             if cell.game == "referential" or k not in ("receiver_training", "receiver_head")}
     values = [{**cell.shape(), "hidden_size": budget.hidden_size, "batch_size": budget.batch_size,
-               "lr_sender": budget.lr, "lr_receiver": budget.lr, **extra, "seed": seed,
+               "lr_sender": budget.lr, "lr_receiver": budget.lr, **(settings or {}), "seed": seed,
                "generations": 1, "iterations_per_generation": budget.iterations, "eval_every": 0}
               for seed in seeds]
     records = run_language_batched(values, progress=False)
@@ -241,13 +240,6 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                      f"{fmt(egg, 'accuracy')} | {ratio(ours, egg, 'accuracy')} | {fmt(ours, 'topsim')} | "
                      f"{fmt(plain, 'topsim')} | {fmt(egg, 'topsim')} | {ratio(ours, egg, 'topsim')} | {distinct} |")
     return "\n".join(lines)
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

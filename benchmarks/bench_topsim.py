@@ -22,6 +22,7 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.compositionality import pairwise_message_distances, topographic_similarity  # noqa: E402
+from arguments import positive  # noqa: E402 (benchmarks/arguments.py)
 
 
 def python_levenshtein(x: np.ndarray, y: np.ndarray) -> int:
@@ -46,13 +47,6 @@ def baseline_edit(kind: str) -> tuple[Callable[[np.ndarray, np.ndarray], float],
         else:
             return (lambda x, y: editdistance.eval(x, y) / ((len(x) + len(y)) / 2)), "pdist + editdistance.eval (EGG)"
     return (lambda x, y: python_levenshtein(x, y) / ((len(x) + len(y)) / 2)), "pdist + pure-Python DP"
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:
