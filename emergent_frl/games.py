@@ -481,6 +481,7 @@ class ReconstructionGame(LanguageGame):
         )
 
     def draw_batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        self.space.keep_tables(self.train_pool.device)  # the batch is encoded on this device
         return (torch.randint(self.train_pool.numel(), (batch_size,), generator=generator,
                               device=self.train_pool.device),)
 

@@ -31,7 +31,7 @@ class NoiseTape:
             raise RuntimeError(f"random draw {self.position}: the agents asked for shape {tuple(like.shape)}, "
                                f"a training step drew {tuple(draw.shape)} (shapes must not depend on the data)")
         self.position += 1
-        return draw
+        return _positive(draw)
 
 
 class DrawRecorder:
@@ -53,15 +53,20 @@ def exponential_noise(like: torch.Tensor, generator: Randomness) -> torch.Tensor
     """Exp(1) draws (> 0) shaped like `like`; -log of them is Gumbel noise."""
     if isinstance(generator, (NoiseTape, DrawRecorder)):
         return generator.exponential(like)
-    noise = torch.empty_like(like).exponential_(generator=generator)
+    return _positive(torch.empty_like(like).exponential_(generator=generator))
+
+
+def _positive(noise: torch.Tensor) -> torch.Tensor:
+    """Exp(1) draws can round to 0; the smallest positive float stands in (its log is finite)."""
     return noise.clamp_min(torch.finfo(noise.dtype).tiny)
 
 
 def draw_noise(shapes: Sequence[tuple[tuple[int, ...], torch.dtype]], generator: torch.Generator,
                device: torch.device) -> list[torch.Tensor]:
     """The draws of `shapes` from `generator`, one call each, in order: what the agents would draw
-    live during one step."""
-    return [exponential_noise(torch.empty(shape, dtype=dtype, device=device), generator)
+    live during one step, for a `NoiseTape` (which makes them positive as it hands them out, inside
+    the possibly compiled step, where that fuses)."""
+    return [torch.empty(shape, dtype=dtype, device=device).exponential_(generator=generator)
             for shape, dtype in shapes]
 
 

@@ -66,18 +66,41 @@ def check_same_shape(index: int, game: LanguageGame, first: LanguageGame) -> Non
     differs("device", game.device, first.device)
 
 
+Fields = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None", "dict[str, torch.Tensor] | None"]
+
+
+def _fields(batch: GameBatch) -> Fields:
+    """What the step reads of a batch: (sender_input, labels, receiver_input, aux_input)."""
+    return batch.sender_input, batch.labels, batch.receiver_input, batch.aux_input or None
+
+
 @dataclass
 class StackedBatch:
-    """One step's inputs for S runs: the games' `GameBatch` fields stacked, and each run's noise."""
+    """One step's inputs for S runs, stacked [S, ...], and each run's noise.
 
-    sender_input: torch.Tensor
-    labels: torch.Tensor
-    receiver_input: torch.Tensor | None
-    aux_input: dict[str, torch.Tensor] | None
+    Games that sample by draws (`LanguageGame.samples_by_draws`, the built-in games) give the
+    runs' random draws: the batch they make is arranged inside the step, so that under
+    torch.compile its dozen small integer ops fuse with the forward. A game with its own
+    `sample_batch` gives the batch (`given`). Either way `sender_input`, `labels`,
+    `receiver_input` and `aux_input` read the stacked batch."""
+
     noise: list[torch.Tensor]
+    draws: tuple[torch.Tensor, ...] | None = None
+    given: Fields | None = None
+    game: LanguageGame | None = None  # arranges `draws`
+
+    def fields(self) -> Fields:
+        if self.given is None:
+            self.given = _fields(self.game.batch_from_draws(self.draws))
+        return self.given
+
+    sender_input = property(lambda self: self.fields()[0])
+    labels = property(lambda self: self.fields()[1])
+    receiver_input = property(lambda self: self.fields()[2])
+    aux_input = property(lambda self: self.fields()[3])
 
 
-def _stack_batches(batches: Sequence[GameBatch]) -> tuple[torch.Tensor, ...]:
+def _stack_batches(batches: Sequence[GameBatch]) -> Fields:
     first = batches[0]
     receiver_input = None if first.receiver_input is None else torch.stack([b.receiver_input for b in batches])
     aux = None
@@ -150,21 +173,13 @@ class StackedGames:
 
     # -- one step -------------------------------------------------------------------------------------
     def sample(self, generators: Sequence[torch.Generator]) -> StackedBatch:
-        """Each run's batch from its game's own `sample_batch`, then its noise, both from its own
-        generator, in the single run's order."""
+        """Each run's batch draws (or, for a game with its own `sample_batch`, its batch), then its
+        noise, both from its own generator, in the single run's order."""
         if len(generators) != self.n_runs:
             raise ValueError(f"{len(generators)} generators for {self.n_runs} runs")
         if self._draws is None:
             self._draws = self._discover_draws()
         batch_size = self.template.batch_size
-        if self.solo:  # one run: its own batch and noise, viewed with a leading run dimension of 1
-            generator = generators[0]
-            batch = self.template.sample_batch(batch_size, generator)
-            noise = draw_noise(self._draws, generator, self.device)
-            return StackedBatch(batch.sender_input.unsqueeze(0), batch.labels.unsqueeze(0),
-                                None if batch.receiver_input is None else batch.receiver_input.unsqueeze(0),
-                                None if not batch.aux_input else {k: v.unsqueeze(0) for k, v in batch.aux_input.items()},
-                                [n.unsqueeze(0) for n in noise])
         draws, batches, noise = [], [], []
         for game, generator in zip(self.games, generators):
             if self._shared_sampling:
@@ -173,11 +188,10 @@ class StackedGames:
                 batches.append(game.sample_batch(batch_size, generator))
             noise.append(draw_noise(self._draws, generator, self.device))
         stacked_noise = [torch.stack([drawn[k] for drawn in noise]) for k in range(len(self._draws))]
-        if self._shared_sampling:  # one call arranges every run's draws
-            batch = self.template.batch_from_draws(tuple(torch.stack(parts) for parts in zip(*draws)))
-            return StackedBatch(batch.sender_input, batch.labels, batch.receiver_input, batch.aux_input,
-                                stacked_noise)
-        return StackedBatch(*_stack_batches(batches), stacked_noise)
+        if self._shared_sampling:  # arranged in the step, every run's draws by one call
+            return StackedBatch(stacked_noise, draws=tuple(torch.stack(parts) for parts in zip(*draws)),
+                                game=self.template)
+        return StackedBatch(stacked_noise, given=_stack_batches(batches))
 
     @torch.no_grad()
     def _discover_draws(self) -> list[tuple[tuple[int, ...], torch.dtype]]:
@@ -189,15 +203,21 @@ class StackedGames:
         game(batch.sender_input, batch.labels, batch.receiver_input, batch.aux_input, generator=recorder)
         return recorder.shapes
 
-    def _losses(self, params, buffers, sender_input, labels, receiver_input, aux_input, noise, baseline):
-        """(loss [S], stats [S, 4]): the template game's own forward, once per run, under vmap."""
+    def _losses(self, params, buffers, draws, given, noise, baseline):
+        """(loss [S], stats [S, 4]): the template game's own forward, once per run, under vmap,
+        on the batch `given` or the one the template arranges from the runs' `draws`."""
         template = self.template
-        if self.solo:
-            aux = None if aux_input is None else {k: v[0] for k, v in aux_input.items()}
-            out = template(sender_input[0], labels[0], None if receiver_input is None else receiver_input[0], aux,
-                           generator=NoiseTape([n[0] for n in noise]), update_baseline=False,
+        if self.solo:  # one run: its own batch, without the leading run dimension
+            if given is None:
+                given = _fields(template.batch_from_draws(tuple(d[0] for d in draws)))
+            else:
+                given = (given[0][0], given[1][0], None if given[2] is None else given[2][0],
+                         None if given[3] is None else {k: v[0] for k, v in given[3].items()})
+            out = template(*given, generator=NoiseTape([n[0] for n in noise]), update_baseline=False,
                            baseline_value=None if baseline is None else baseline[0])
             return out.loss.unsqueeze(0), out.training_stats().unsqueeze(0)
+        sender_input, labels, receiver_input, aux_input = (
+            _fields(template.batch_from_draws(draws)) if given is None else given)
 
         def one_run(params, buffers, sender_input, labels, receiver_input, aux_input, noise, baseline):
             out = functional_call(template, (params, buffers), (sender_input, labels, receiver_input, aux_input),
@@ -218,8 +238,7 @@ class StackedGames:
         # The step reads a copy of the running means; the buffers themselves change below.
         baseline = None if self.template.baseline is None else self.buffers["baseline.mean"].clone()
         try:
-            loss, stats = self._loss(self.params, self.buffers, batch.sender_input, batch.labels,
-                                     batch.receiver_input, batch.aux_input, batch.noise, baseline)
+            loss, stats = self._loss(self.params, self.buffers, batch.draws, batch.given, batch.noise, baseline)
             if self.template.baseline is not None:
                 with torch.no_grad():
                     self.template.baseline.updated(self.buffers["baseline.mean"], self.buffers["baseline.count"],
