@@ -90,21 +90,43 @@ def test_failures_after_a_successful_compiled_call_propagate(monkeypatch):
 
 
 @pytest.mark.slow
-def test_compiled_loss_and_gradients_equal_the_eager_ones():
-    configs = [LanguageGameConfig(**{**TINY, "seed": seed}) for seed in (0, 1)]
-    eager, compiled = (StackedGames([build_game(c) for c in configs], compile=setting) for setting in (False, True))
-    results = []
-    for game in (eager, compiled):
-        batch = game.sample([make_generator(c) for c in configs])
-        loss, stats = game.losses(batch)
-        results.append((loss, stats, list(game.gradients(loss).values())))
-    (loss_e, stats_e, grads_e), (loss_c, stats_c, grads_c) = results
-    assert compiled._loss.is_compiled
-    torch.testing.assert_close(loss_c, loss_e, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(stats_c, stats_e, rtol=1e-5, atol=1e-6)
-    for g_c, g_e in zip(grads_c, grads_e):
-        torch.testing.assert_close(g_c, g_e, rtol=1e-4, atol=1e-6)
-    assert any(g.abs().sum() > 0 for g in grads_c)
+@pytest.mark.parametrize("seeds, overrides", [
+    ((0,), {}),  # one run: no vmap
+    ((0, 1), {"baseline": True}),
+    ((0, 1), {"agents": "myagents:build"}),  # a user's own pair (tests/myagents.py)
+])
+def test_compiled_loss_and_gradients_equal_the_eager_ones(seeds, overrides):
+    """Compiled, `losses` + `gradients` (autograd through the compiled forward) and
+    `losses_and_gradients` (one graph by torch.func, what training runs) both give the eager
+    step's values, for the same weights and batch."""
+    configs = [LanguageGameConfig(**{**TINY, **overrides, "seed": seed}) for seed in seeds]
+
+    def fresh(setting):
+        return StackedGames([build_game(c) for c in configs], compile=setting)
+
+    def batch_of(game):
+        return game.sample([make_generator(c) for c in configs])
+
+    eager = fresh(False)
+    loss_e, stats_e = eager.losses(batch_of(eager))
+    grads_e = eager.gradients(loss_e)
+    separate = fresh(True)
+    loss_s, stats_s = separate.losses(batch_of(separate))
+    grads_s = separate.gradients(loss_s)
+    joint = fresh(True)
+    loss_j, stats_j, grads_j = joint.losses_and_gradients(batch_of(joint))
+    assert separate._loss.is_compiled and joint._joint.is_compiled
+    assert set(grads_j) == set(grads_e)
+    for loss, stats, grads in ((loss_s, stats_s, grads_s), (loss_j, stats_j, grads_j)):
+        torch.testing.assert_close(loss, loss_e, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(stats, stats_e, rtol=1e-5, atol=1e-6)
+        for name, grad in grads_e.items():
+            torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6)
+    assert any(g.abs().sum() > 0 for g in grads_j.values())
+    if "baseline" in overrides:  # each path took the runs' mean task loss into their baselines
+        for game in (separate, joint):
+            torch.testing.assert_close(game.buffers["baseline.mean"], eager.buffers["baseline.mean"])
+            assert game.buffers["baseline.count"].tolist() == [1.0, 1.0]
 
 
 @pytest.mark.slow
