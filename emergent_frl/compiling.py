@@ -1,8 +1,8 @@
-"""`torch.compile` for the batched loss, with an "auto" setting that falls back to eager.
+"""`torch.compile` for the batched step, with an "auto" setting that falls back to eager.
 
 Why: on a CPU one run's step is a few hundred small kernels; inductor fuses the elementwise work
-and cuts the step by about a third (docs/RESULTS.md, Speed), which a hand-written backward through
-time did not. Compilation needs a working backend (a C++ compiler on CPU, Triton on CUDA), which
+and, with the gradients in the same graph, cuts one run's step by more than half (docs/RESULTS.md,
+Speed), which a hand-written backward through time did not. Compilation needs a working backend (a C++ compiler on CPU, Triton on CUDA), which
 not every machine has, so "auto" tries it once and otherwise trains eager with a warning.
 """
 
@@ -31,13 +31,13 @@ def compile_mode(compile: bool | str) -> tuple[bool, str | None, bool]:
     raise ValueError(f"compile={compile!r}: must be {COMPILE_CHOICES}")
 
 
-# Compiling the training step costs a warm-up (about 15 s of wall time with inductor's cache warm,
-# about 35 s of CPU with it cold, on a 2-core CPU for the paper preset's model) and then saves part
-# of every step: about 0.6 ms of one run's 3.3 (eager steps use torch's fused LSTM kernel), about
-# 18 ms of 16 runs' 50 trained as one batch. That pays from roughly 30,000 run-iterations
-# (iterations x seeds) on, for one run or many; below this many, "auto" trains eager
-# (docs/RESULTS.md, Speed, "When compiling pays").
-COMPILE_PAYS_FROM = 40_000
+# Compiling the training step costs a warm-up (about 3 s of CPU with inductor's cache warm, about
+# 25 s with it cold, on a 2-core CPU for the default game) and then saves part of every step: about
+# 1.3 ms of the default game's 2.3 ms eager iteration, about 2.3 ms of the paper preset's 4.3. With
+# a cold cache (a newcomer's first run) that pays from about 20,000 run-iterations (iterations x
+# seeds) on, for one run or many; below this many, "auto" trains eager (docs/RESULTS.md, Speed,
+# "When compiling pays").
+COMPILE_PAYS_FROM = 20_000
 
 
 def compile_pays(run_iterations: int) -> bool:

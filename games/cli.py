@@ -97,7 +97,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, game: str | None = N
     group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                        help="batched engine: torch.compile the training step (a warm-up of tens of "
                             "seconds, then a shorter step); default: compile when the work pays for the warm-up "
-                            "(iterations x seeds >= 40,000) and the machine can, "
+                            "(iterations x seeds >= 20,000) and the machine can, "
                             "else train eager; --compile: always; --no-compile: never")
     group.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (default 1: these small networks run fastest on one "
