@@ -2,8 +2,9 @@
 
 Why: on a CPU one run's step is a few hundred small kernels; inductor fuses the elementwise work
 and, with the gradients in the same graph, cuts one run's step by more than half (docs/RESULTS.md,
-Speed), which a hand-written backward through time did not. Compilation needs a working backend (a C++ compiler on CPU, Triton on CUDA), which
-not every machine has, so "auto" tries it once and otherwise trains eager with a warning.
+Speed), which a hand-written backward through time did not. Compilation needs a working backend
+(a C++ compiler on CPU, Triton on CUDA), which not every machine has, so "auto" tries it once and
+otherwise trains eager with a warning.
 """
 
 from __future__ import annotations
