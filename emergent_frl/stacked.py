@@ -15,7 +15,10 @@ their own torch optimizers) reads and writes the stack directly, with no copying
 `link` again after code that may have replaced a parameter re-attaches it.
 Randomness: each run's batch comes from its game's own `sample_batch` and its sampling noise from
 its own generator, in the order and shapes the single run draws them (`emergent_frl.noise`), so
-run i consumes the random stream of the same seed trained alone.
+run i consumes the random stream of the same seed trained alone. The built-in games' batches are
+arranged from those draws inside the step.
+Gradients: compiled, one graph computes each run's loss and its gradients
+(`torch.func.grad_and_value`); eager, autograd does.
 Optimizers: each run keeps its own torch optimizers (one Adam per agent, `build_optimizers`);
 plain Adams are stepped together by torch's functional Adam (fused on CPU, foreach on CUDA), one
 call per learning rate, with their state stacked as the parameters are, so that runs at one step

@@ -151,3 +151,28 @@ def test_sample_objects_draws_from_pool():
     pool = torch.tensor([3, 9, 11])
     drawn = sample_objects(pool, 300, torch.Generator().manual_seed(0))
     assert set(drawn.tolist()) == {3, 9, 11}
+
+
+def test_kept_tables_give_the_computed_codes_and_attributes():
+    """`keep_tables` replaces arithmetic by lookups; the values must not change, and a space too
+    large for a table keeps computing."""
+    space, plain = ObjectSpace(3, [5, 2, 7]), ObjectSpace(3, [5, 2, 7])
+    space.keep_tables("cpu")
+    index = torch.randint(space.n_objects, (4, 9), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(space.encode_index(index), plain.encode_index(index))
+    assert torch.equal(space.attributes_of(index), plain.attributes_of(index))
+    assert space.encode_index(index).shape == (4, 9, space.input_size)
+    assert torch.equal(space.encode_index(index).sum(-1), torch.full((4, 9), 3.0))
+    huge = ObjectSpace(4, 100)  # 10^8 objects x 400 code entries
+    huge.keep_tables("cpu")
+    assert huge._tables == {} and huge.encode_index(torch.tensor([123456])).sum().item() == 4.0
+
+
+@pytest.mark.parametrize("limit", [None, 1])
+def test_candidate_sets_are_the_same_with_and_without_the_relations_table(paper_space, limit):
+    sampler = CandidateSampler(paper_space, 5, easy_limit=limit)
+    assert sampler._relations is not None  # 32 x 32: small enough for a table
+    draws = sampler.draw(64, torch.Generator().manual_seed(3))
+    with_table = sampler.arrange(*draws)
+    sampler._relations = None
+    assert all(torch.equal(a, b) for a, b in zip(with_table, sampler.arrange(*draws)))
