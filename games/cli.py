@@ -261,6 +261,11 @@ def saved_config(run_dir: str) -> dict[str, Any]:
     the file when it is missing, no JSON, or no mapping of settings."""
     path = pathlib.Path(run_dir) / CONFIG_FILE
     if not path.is_file():
+        seeds = sorted(p.parent.name for p in pathlib.Path(run_dir).glob(f"seed*/{CONFIG_FILE}"))
+        if seeds:  # the folder of a --seeds launch: one run directory per seed
+            raise ValueError(f"--resume: {run_dir} holds no {CONFIG_FILE} but the runs of {len(seeds)} seeds "
+                             f"({', '.join(seeds[:4])}{', ...' if len(seeds) > 4 else ''}); resume each with "
+                             f"--resume {run_dir}/seedS")
         raise ValueError(f"--resume: {run_dir} holds no {CONFIG_FILE}; is it a run directory?")
     return read_settings(path)
 
