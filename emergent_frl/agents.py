@@ -152,8 +152,10 @@ class Sender(nn.Module):
         hidden state, W_hh @ h0 is formed as [W_hh W_enc] x + W_hh b_enc (matrix-chain order)."""
         start = self.start(x.shape[0]) if self.start.learned else None
         cell, encoder = self.cell, self.encoder
-        if cell.chains_first_step and encoder.in_features < encoder.out_features:
-            chained = F.linear(x, cell.weight_hh @ encoder.weight, cell.weight_hh @ encoder.bias)
+        if cell.chains_first_step and encoder.in_features < encoder.out_features and x.dim() == 2:
+            # x @ (W_hh W_enc)^T with the product formed transposed ([in, gates], contiguous): the
+            # gradient of a narrow weight in the order CPU GEMMs run fast (`cells.narrow_linear`)
+            chained = torch.addmm(cell.weight_hh @ encoder.bias, x, encoder.weight.t() @ cell.weight_hh.t())
             return cell(start, None, hidden_product=chained)
         return cell(start, (encoder(x), None))
 
