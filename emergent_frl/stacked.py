@@ -208,12 +208,12 @@ class StackedGames:
         game(batch.sender_input, batch.labels, batch.receiver_input, batch.aux_input, generator=recorder)
         return recorder.shapes
 
-    def _forward(self, params, buffers, fields: Fields, noise, baseline):
-        """One run's game output: the template's own forward on that run's tensors."""
-        sender_input, labels, receiver_input, aux_input = fields
-        return functional_call(self.template, (params, buffers), (sender_input, labels, receiver_input, aux_input),
-                               {"generator": NoiseTape(noise), "update_baseline": False,
-                                "baseline_value": baseline}, strict=True)
+    def _loss_and_stats(self, params, buffers, fields: Fields, noise, baseline):
+        """One run's (loss, stats [4]): the template's own forward on that run's tensors."""
+        out = functional_call(self.template, (params, buffers), tuple(fields),
+                              {"generator": NoiseTape(noise), "update_baseline": False,
+                               "baseline_value": baseline}, strict=True)
+        return out.loss, out.training_stats()
 
     def _run_inputs(self, buffers, draws, given, noise, baseline):
         """The step's inputs with the batch arranged, and vmap's in_dims for (params, buffers, fields,
@@ -240,30 +240,18 @@ class StackedGames:
         if in_dims is None:  # one run: the game's own parameters, as autograd's leaves
             out = self.template(*fields, generator=NoiseTape(noise), update_baseline=False, baseline_value=baseline)
             return out.loss.unsqueeze(0), out.training_stats().unsqueeze(0)
-
-        def one_run(params, buffers, fields, noise, baseline):
-            out = self._forward(params, buffers, fields, noise, baseline)
-            return out.loss, out.training_stats()
-
-        return vmap(one_run, in_dims=in_dims)(params, buffers, fields, noise, baseline)
+        return vmap(self._loss_and_stats, in_dims=in_dims)(params, buffers, fields, noise, baseline)
 
     def _losses_and_gradients(self, params, buffers, draws, given, noise, baseline):
         """(loss [S], stats [S, 4], {name: gradient [S, ...]}) by `torch.func.grad_and_value` of
         each run's forward: compiled, the forward and the gradients are one graph."""
         buffers, fields, noise, baseline, in_dims = self._run_inputs(buffers, draws, given, noise, baseline)
-
-        def one_run(params, buffers, fields, noise, baseline):
-            def loss_of(params):
-                out = self._forward(params, buffers, fields, noise, baseline)
-                return out.loss, out.training_stats()
-
-            grads, (loss, stats) = grad_and_value(loss_of, has_aux=True)(params)
-            return loss, stats, grads
-
+        joint = grad_and_value(self._loss_and_stats, has_aux=True)  # -> (grads, (loss, stats))
         if in_dims is None:
-            loss, stats, grads = one_run({n: p[0] for n, p in params.items()}, buffers, fields, noise, baseline)
+            grads, (loss, stats) = joint({n: p[0] for n, p in params.items()}, buffers, fields, noise, baseline)
             return loss.unsqueeze(0), stats.unsqueeze(0), {n: g.unsqueeze(0) for n, g in grads.items()}
-        return vmap(one_run, in_dims=in_dims)(params, buffers, fields, noise, baseline)
+        grads, (loss, stats) = vmap(joint, in_dims=in_dims)(params, buffers, fields, noise, baseline)
+        return loss, stats, grads
 
     @contextmanager
     def _explained_errors(self):
