@@ -10,7 +10,8 @@ What they add, for every path at once:
 - a zero state or a zero input is `None`, and the products with it are skipped (the receiver
   starts from zeros; the paper's sender starts from a zero token);
 - `hidden_product`: a caller that can form `W_hh @ h` more cheaply passes it in (the sender's
-  first step, where h is a Linear of a narrow object code: matrix-chain order);
+  first step, where h is a Linear of a narrow object code: matrix-chain order; the listener's
+  second step, whose h takes one value per vocabulary entry: `agents._MessageReader`);
 - tanh as 2 sigmoid(2x) - 1, equal to rounding and several times faster on CPU;
 - a narrow input (a one-hot symbol) multiplies the weight's contiguous transpose, so that its
   gradient is formed in the order CPU GEMMs run fast (`narrow_linear`).
@@ -48,8 +49,9 @@ class RecurrentCell(nn.Module):
     """Base: torch's parameter layout for `gates` gate blocks, and the affine parts of a step.
 
     `forward(x, state=None, hidden_product=None) -> (h, c)`; `x` [B, input_size] or None (zeros).
-    `chains_first_step`: the state's h enters the step only through `W_hh @ h`, so a caller may
-    pass that product instead of h (`hidden_product`, with h None).
+    `hidden_product`: `W_hh @ h` (no bias) formed by the caller, used in place of that product;
+    with the state's h, or (`chains_first_step`: h enters the step only through that product)
+    instead of it, with h None. `hidden_product_of(h)` is that product.
     `egg_name`: the matching EGG cell ("rnn", "gru", "lstm"), or None.
     """
 
@@ -79,6 +81,9 @@ class RecurrentCell(nn.Module):
         if self.input_size < self.hidden_size and x.dim() == 2:
             return narrow_linear(x, self.weight_ih, self.bias_ih)
         return F.linear(x, self.weight_ih, self.bias_ih)
+
+    def hidden_product_of(self, h: torch.Tensor) -> torch.Tensor:
+        return F.linear(h, self.weight_hh)
 
     def hidden_part(self, h: torch.Tensor | None, hidden_product: torch.Tensor | None) -> torch.Tensor:
         if hidden_product is not None:
@@ -160,7 +165,7 @@ class GRUCell(RecurrentCell):
         h = None if state is None else state[0]
         size = 2 * self.hidden_size
         i_rz, i_n = self.input_part(x).split([size, self.hidden_size], -1)
-        h_rz, h_n = self.hidden_part(h, None).split([size, self.hidden_size], -1)
+        h_rz, h_n = self.hidden_part(h, hidden_product).split([size, self.hidden_size], -1)
         r, z = torch.sigmoid(_batch_shaped(i_rz + h_rz, h, x)).chunk(2, -1)
         n = fast_tanh(i_n + r * h_n)
         return (n - z * n if h is None else n + z * (h - n)), None

@@ -309,6 +309,13 @@ class LanguageGame(nn.Module):
     def _length_for_receiver(self, sender_out: SenderOutput) -> torch.Tensor | None:
         return sender_out.length if self.sender.eos else None
 
+    def _message_for_receiver(self, sender_out: SenderOutput) -> dict[str, torch.Tensor]:
+        """The message's indices, for a receiver that reads them (`reads_message`), when the
+        sender vouches that its symbols are their exact one-hots (`SenderOutput.discrete`)."""
+        if sender_out.discrete and getattr(self.receiver, "reads_message", False):
+            return {"message": sender_out.message}
+        return {}
+
 
 class ReferentialGame(LanguageGame):
     """Sender describes a target; the receiver picks it among `n_candidates` distinct objects.
@@ -420,7 +427,7 @@ class ReferentialGame(LanguageGame):
         if receiver_input is None:
             raise ValueError("receiver_input: the referential game needs candidates [B, K, D]")
         return self.receiver(sender_out.symbols, receiver_input, self._length_for_receiver(sender_out),
-                             generator=generator)
+                             generator=generator, **self._message_for_receiver(sender_out))
 
     def receiver_output_for_loss(self, receiver_out):
         """The sampled choice (a 0/1 reward) for a REINFORCE-trained receiver, else the scores."""
@@ -497,7 +504,7 @@ class ReconstructionGame(LanguageGame):
 
     def _listen(self, sender_out, receiver_input, generator):
         return self.receiver(sender_out.symbols, self._length_for_receiver(sender_out),
-                             generator=generator)
+                             generator=generator, **self._message_for_receiver(sender_out))
 
     def accuracy(self, receiver_out, labels):
         """Per sample [B]: 1.0 where the receiver got every attribute right."""

@@ -11,6 +11,10 @@ a researcher's own modules (any `nn.Module` with them) train everywhere ours do.
 `symbols` is the sender's Float [B, max_len, vocab_size] one-hots, `length` the Long [B] message
 lengths when the sender has `eos` (else None). In train mode agents sample with `generator`; in
 eval mode they are greedy. Iterated learning also needs `sender.log_prob_of(x, messages)`.
+
+Optional, for speed: a sender whose symbols are exactly the one-hots of its message and carry no
+gradient says so with `SenderOutput(discrete=True)`; a receiver with `reads_message = True` is
+then also given `message=` (Long [B, max_len]) as a keyword. Both default to off.
 """
 
 from __future__ import annotations

@@ -122,6 +122,80 @@ def test_referential_receiver_scores_and_choices():
     assert torch.equal(receiver(symbols, candidates).choice, out.logits.argmax(-1))
 
 
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "lnlstm"])
+@pytest.mark.parametrize("embed_size,max_len,eos", [(None, 2, False), (None, 3, True), (6, 3, False), (None, 1, False)])
+def test_a_reader_given_the_message_indices_reads_the_same_state_and_gradients(cell, embed_size, max_len, eos,
+                                                                              monkeypatch):
+    """The first step looked up per vocabulary entry (`message`) gives the state, and every
+    parameter's gradient, of the step taken per row; with lengths (EOS), too."""
+    from emergent_frl.agents import _MessageReader
+
+    torch.manual_seed(0)
+    looked_up = []
+    original = _MessageReader._first_step_by_symbol
+    monkeypatch.setattr(_MessageReader, "_first_step_by_symbol",
+                        lambda self, *a: looked_up.append(1) or original(self, *a))
+    receiver = ReconstructionReceiver([3, 4], 5, 16, cell=cell, embed_size=embed_size)
+    message = torch.randint(5, (24, max_len), generator=torch.Generator().manual_seed(1))
+    length = None
+    if eos:
+        length = find_lengths(message)
+        message = message * (torch.arange(max_len) < length.unsqueeze(1))
+    symbols = F.one_hot(message, 5).float()
+    if eos:
+        symbols = symbols * (torch.arange(max_len) < length.unsqueeze(1)).unsqueeze(-1)
+    results = []
+    for given in (None, message):
+        receiver.zero_grad(set_to_none=True)
+        logits = receiver(symbols, length, message=given).logits
+        (logits * torch.linspace(-1, 1, logits.shape[-1])).sum().backward()
+        results.append((logits.detach(), {n: p.grad for n, p in receiver.named_parameters()}))
+    assert len(looked_up) == 1  # only the call given the indices looked its first step up
+    torch.testing.assert_close(results[1][0], results[0][0])
+    for name, grad in results[0][1].items():  # one symbol: W_hh has no gradient either way
+        assert (grad is None) == (results[1][1][name] is None) == (max_len == 1 and name in ("cell.weight_hh", "cell.norm_hh.weight")), name
+        if grad is not None:
+            torch.testing.assert_close(results[1][1][name], grad, msg=name)
+    # With more vocabulary entries than rows, the table would not pay: the step is taken per row.
+    ReconstructionReceiver([3, 4], 30, 16, cell=cell)(F.one_hot(message, 30).float(), length, message=message)
+    assert len(looked_up) == 1
+
+
+def test_the_sender_vouches_for_exact_one_hots_without_gradient_only():
+    x = ObjectSpace(2, [8, 4]).encode_index(torch.arange(6))
+    for channel, training, discrete in (("reinforce", True, True), ("reinforce", False, True),
+                                        ("gumbel", True, False), ("gumbel", False, True)):
+        agent = sender(channel=channel, eos=channel == "reinforce")
+        agent.train(training)
+        out = agent(x, generator=torch.Generator().manual_seed(0))
+        assert out.discrete is discrete, (channel, training)
+        if discrete:
+            expected = F.one_hot(out.message, 8).float() * (torch.arange(3) < out.length.unsqueeze(1)).unsqueeze(-1)
+            assert torch.equal(out.symbols, expected) and not out.symbols.requires_grad
+
+
+def test_the_game_hands_the_indices_only_to_a_receiver_that_reads_them_and_only_when_vouched():
+    seen = []
+
+    class Recording(ReferentialReceiver):
+        def forward(self, symbols, candidates, length=None, generator=None, **kwargs):
+            seen.append(sorted(kwargs))
+            return super().forward(symbols, candidates, length, generator, **kwargs)
+
+    class Plain(Recording):
+        reads_message = False
+
+    for channel, receiver_class, expected in (("reinforce", Recording, ["message"]), ("gumbel", Recording, []),
+                                              ("reinforce", Plain, [])):
+        game = build_game(tiny_config(channel=channel))
+        receiver = receiver_class(game.receiver.candidate_encoder.in_features, 10, 64)
+        game.receiver = receiver
+        generator = make_generator(tiny_config())
+        game.play(game.sample_batch(32, generator), generator).loss.backward()
+        assert seen.pop() == expected, (channel, receiver_class.__name__)
+
+
 # -- games -------------------------------------------------------------------------------------
 def test_gradients_reach_both_agents():
     for game_kind in ("referential", "reconstruction"):
