@@ -304,9 +304,9 @@ class _MessageReader(nn.Module):
         first step taken over the whole vocabulary."""
         vocabulary = torch.eye(self.vocab_size, dtype=dtype, device=first.device)
         h, c = self.cell(vocabulary if self.embedding is None else self.embedding(vocabulary), None)
-        columns = [h] + ([] if c is None else [c]) + ([self.cell.hidden_product_of(h)] if with_product else [])
-        rows = torch.cat(columns, -1)[first].split([column.shape[-1] for column in columns], -1)
-        return (rows[0], None if c is None else rows[1]), (rows[-1] if with_product else None)
+        product = self.cell.hidden_product_of(h)[first] if with_product else None
+        # one lookup per table, not one of their concatenation: its gradient would be a [B, 6H] copy
+        return (h[first], None if c is None else c[first]), product
 
 
 class ReferentialReceiver(_MessageReader):
