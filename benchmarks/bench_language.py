@@ -17,8 +17,9 @@ side by side in one process on one thread count:
 Throughput is given as run-iterations/s and as GFLOP/s two ways: "model" counts the config's
 matmul FLOPs of a plain forward + backward (3 x forward; ~115 MFLOP per paper-preset iteration),
 the same for every variant, so it compares iterations; "executed" counts the matmul FLOPs each
-variant really runs (torch.utils.flop_counter on one step), which is less for ours: it skips
-products with the zero initial state / zero start token and reorders two matrix chains. Both are
+variant really runs (torch.utils.flop_counter on one step), fewer than the model's: the agents'
+modules, which every variant runs, skip products with the zero initial state / zero start token,
+reorder two matrix chains and take the listener's first step once per vocabulary entry. Both are
 set against the peak of a plain matmul measured in the same invocation (the best of a few sizes,
 same threads). Every variant is timed in `--rounds` interleaved rounds and the best round counts,
 so background load on a shared machine hurts all variants alike; `--clock process` times this
