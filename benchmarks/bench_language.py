@@ -21,7 +21,10 @@ variant really runs (torch.utils.flop_counter on one step), fewer than the model
 modules, which every variant runs, skip products with the zero initial state / zero start token,
 reorder two matrix chains and take the listener's first step once per vocabulary entry. Both are
 set against the peak of a plain matmul measured in the same invocation (the best of a few sizes,
-same threads). Every variant is timed in `--rounds` interleaved rounds and the best round counts,
+same threads), and executed FLOPs also against the "shape peak": the rate of the variant's own
+matrix products (shapes profiled from one step), each shape timed alone with its operands in
+cache. For (c) S=16 on a CPU it also prints how long those products take inside the step
+(profiled), back to back on their own operands, and each after the caches are evicted. Every variant is timed in `--rounds` interleaved rounds and the best round counts,
 so background load on a shared machine hurts all variants alike; `--clock process` times this
 process's CPU time instead of elapsed time. The allocator setting `BatchedLanguageRuns` makes
 (`keep_freed_memory`) is process-wide, so (a) runs with it too. It measures; it asserts nothing.
@@ -39,6 +42,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -157,24 +161,69 @@ def gemm_shapes(loop) -> list[tuple[int, int, int, int]]:
     for event in prof.events():
         if event.name not in GEMMS:
             continue
-        dims = [d for d in event.input_shapes if len(d) >= 2]
-        a, b = dims[-2], dims[-1]
+        # The two factors by position: mm/bmm (a, b[, out]), addmm/baddbmm (input, a, b[, out]).
+        # A compiled step calls the out= form, so the last two shapes would be (b, out).
+        first = 1 if event.name in ("aten::addmm", "aten::baddbmm") else 0
+        a, b = event.input_shapes[first:first + 2]
         shapes.append((a[0] if len(a) == 3 else 1, a[-2], a[-1], b[-1]))
     return shapes
 
 
+def _operands(shapes, device: str = "cpu") -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(torch.randn(b, m, k, device=device), torch.randn(b, k, n, device=device)) for b, m, k, n in shapes]
+
+
 def gemm_peak(shapes: list[tuple[int, int, int, int]], seconds: float, device: str = "cpu") -> float:
-    """GFLOP/s of running exactly the step's matrix products back to back (fresh operands on the
-    step's device, same threads): the rate the step's own GEMM shapes allow, a fairer ceiling than
-    a 1024-cube."""
-    operands = [(torch.randn(b, m, k, device=device), torch.randn(b, k, n, device=device)) for b, m, k, n in shapes]
-    flops = sum(2.0 * b * m * k * n for b, m, k, n in shapes)
+    """GFLOP/s of the step's matrix products when each shape is timed alone, over and over (fresh
+    operands on the step's device, same threads, so they stay in cache): the best rate the step's
+    own GEMM shapes allow, a fairer ceiling than a 1024-cube."""
+    counts = Counter(shapes)
+    total = 0.0
+    for (b, m, k, n), count in counts.items():
+        (x, y), = _operands([(b, m, k, n)], device)
+        total += count * seconds_per_call(lambda: torch.bmm(x, y), seconds / len(counts), warmup=2)
+    return sum(2.0 * b * m * k * n for b, m, k, n in shapes) / total / 1e9
+
+
+def gemm_seconds_replayed(shapes: list[tuple[int, int, int, int]], seconds: float, device: str = "cpu") -> float:
+    """Seconds for the step's matrix products run back to back, each on its own operands: their
+    time with the step's working set of operands (which may not fit in cache), without the rest."""
+    operands = _operands(shapes, device)
 
     def all_products() -> None:
         for x, y in operands:
             torch.bmm(x, y)
 
-    return flops / seconds_per_call(all_products, seconds, warmup=2) / 1e9
+    return seconds_per_call(all_products, seconds, warmup=2)
+
+
+def gemm_seconds_in_step(loop, steps: int = 10) -> float:
+    """Seconds per step that `loop`'s matrix products take inside the step (profiled, CPU time):
+    beside the shape peak, this says whether the products or everything else falls short."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        for _ in range(steps):
+            loop.step()
+    return sum(e.cpu_time_total for e in prof.events() if e.name in GEMMS) / 1e6 / steps
+
+
+def gemm_seconds_cold(shapes: list[tuple[int, int, int, int]], repeats: int = 10) -> float:
+    """Seconds for the step's matrix products run one by one, each after a 64 MiB write that evicts
+    the caches (CPU): their time when every operand comes from memory, the floor of a step whose
+    working set is larger than the cache."""
+    evict = torch.empty(16 * 2**20)
+    operands = _operands(shapes)
+    totals = []
+    for _ in range(repeats):
+        total = 0.0
+        for x, y in operands:
+            evict.add_(1.0)
+            start = time.perf_counter()
+            torch.bmm(x, y)
+            total += time.perf_counter() - start
+        totals.append(total)
+    return sorted(totals)[len(totals) // 2]
 
 
 def executed_flops(loop) -> float:
@@ -266,12 +315,20 @@ def main(argv=None) -> int:
         print(f"{name:22s} {seconds * 1e3:8.2f} {rate:9.1f} {rate / rate_a:6.2f}x | {model:7.1f} "
               f"{100 * model / peak:5.1f}% | {executed[name] / 1e6:8.1f} {done:8.1f} {100 * done / peak:5.1f}% | "
               f"{shape_peak[name]:6.1f} {100 * done / shape_peak[name]:5.1f}%")
-    print("shape peak: GFLOP/s of the variant's own matrix products (the shapes one step runs) timed alone; "
-          "%shape peak: executed GFLOP/s against it")
+    print("shape peak: GFLOP/s of the variant's own matrix products (the shapes one step runs), each shape timed "
+          "alone over and over; %shape peak: executed GFLOP/s against it")
     print()
     for b_name in ("(b) ours, single run", B_EAGER):
         if b_name in best:
             print(f"{b_name} / (a): {1.0 / best[b_name] / rate_a:.2f}x   (target >= 2x)")
+    if "(c) batched S=16" in best and game_config.device == "cpu":
+        name = "(c) batched S=16"
+        found = shapes[name]
+        alone = sum(2.0 * b * m * k * n for b, m, k, n in found) / shape_peak[name] / 1e9
+        print(f"{name}, its {len(found)} matrix products per step: {1e3 * gemm_seconds_in_step(loops[name]):.2f} ms "
+              f"inside the {1e3 * best[name]:.2f} ms step (profiled); {1e3 * alone:.2f} ms each shape timed alone "
+              f"(the shape peak); {1e3 * gemm_seconds_replayed(found, args.seconds):.2f} ms back to back on their own "
+              f"operands; {1e3 * gemm_seconds_cold(found):.2f} ms each after evicting the caches")
     for c_name in ("(c) batched S=16", "(c) S=16 eager"):
         if c_name in best:
             rate_16 = 16 / best[c_name]
