@@ -151,6 +151,12 @@ def lock_holder(path: pathlib.Path) -> str | None:
         os.close(fd)
 
 
+def seed_folder(seed: int) -> str:
+    """The name of one seed's run folder inside a `--seeds` or sweep output folder: one spelling,
+    since resume, sweeps and the analysis find a seed's run by it."""
+    return f"seed{seed}"
+
+
 def check_new_folder(path: str | os.PathLike, flag: str = "--out") -> pathlib.Path:
     """`path` as a folder a new run may write: not empty text, not a file, and (when it exists)
     made by this package (it holds LOCK_FILE) or holding nothing but run folders of this package."""

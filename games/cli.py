@@ -32,7 +32,7 @@ from emergent_frl.logging_sinks import check_available, open_sinks
 from emergent_frl.knobs import add_knob_arguments, flag_for
 from emergent_frl.relearn import (EVALUATIONS_FILE, GENERATIONS, NonFiniteError, RelearnConfig, run_language,
                                   split_config)
-from emergent_frl.runs import CONFIG_FILE, check_new_folder, dumps, read_settings
+from emergent_frl.runs import CONFIG_FILE, check_new_folder, dumps, read_settings, seed_folder
 from emergent_frl.settings_history import saved_game_settings
 from emergent_frl.training import GAME, OUTPUT, TRAINING, ConfigError, Interrupted, LanguageGameConfig
 from analysis.cli import ArgumentParser, one_line, run_command
@@ -356,7 +356,7 @@ def run_from_args(args: argparse.Namespace, values: dict[str, Any],
     seeds = parse_seeds(args.seeds) if args.seeds is not None else [values["seed"]]
     sinks = open_sinks(args.tensorboard, args.wandb, run_name=pathlib.Path(out).name,
                        config=[{**values, "seed": seed} for seed in seeds],
-                       runs=[f"seed{seed}" for seed in seeds] if args.seeds is not None else None)
+                       runs=[seed_folder(seed) for seed in seeds] if args.seeds is not None else None)
 
     def on_record(i: int, record: dict[str, Any]) -> None:
         print(_summary(record), flush=True)
@@ -364,7 +364,7 @@ def run_from_args(args: argparse.Namespace, values: dict[str, Any],
 
     try:
         if args.seeds is not None or engine == "batched":
-            outs = [str(pathlib.Path(out) / f"seed{seed}") for seed in seeds] if args.seeds is not None else [out]
+            outs = [str(pathlib.Path(out) / seed_folder(seed)) for seed in seeds] if args.seeds is not None else [out]
             per_seed = run_language_batched(
                 [{**values, "seed": seed} for seed in seeds], outs, resume=args.resume is not None,
                 progress=progress, on_record=on_record, on_evaluation=sinks.evaluation, launch=launch,

@@ -31,7 +31,7 @@ from analysis.cli import run_command, starting
 
 with starting(__name__):  # Ctrl-C while torch loads: one line, exit 130
     from emergent_frl.batched import parse_seeds
-    from emergent_frl.runs import CONFIG_FILE, RunDirectory, check_new_folder
+    from emergent_frl.runs import CONFIG_FILE, RunDirectory, check_new_folder, seed_folder
     from emergent_frl.vision.checks import check_seed
     from emergent_frl.vision.datasets import DATASETS
     from emergent_frl.vision.experiment import ImageRunConfig, merge_resumed, prepare_run, set_threads, start_run
@@ -278,7 +278,7 @@ def train(args: argparse.Namespace) -> int:
                       "(raise --generations to go on)")
     if seeds is not None:
         configs = [dataclasses.replace(config, seed=seed) for seed in seeds]
-        outs = [str(check_new_folder(pathlib.Path(out) / f"seed{seed}")) for seed in seeds]
+        outs = [str(check_new_folder(pathlib.Path(out) / seed_folder(seed))) for seed in seeds]
         try:
             prepared = prepare_run(configs[0])
         except KeyboardInterrupt:

@@ -43,7 +43,8 @@ with starting(__name__):  # Ctrl-C while torch loads: one line, exit 130
     from emergent_frl.mixed_language.config import FORGETTING, LANGUAGE, TRAINING, LanguageForgettingConfig
     from emergent_frl.mixed_language.experiment import LanguageForgettingRun
     from emergent_frl.mixed_language.report import plot_runs, report_table, seed_summary
-    from emergent_frl.runs import CONFIG_FILE, RunDirectory, atomic_write_text, check_new_folder, read_settings
+    from emergent_frl.runs import (CONFIG_FILE, RunDirectory, atomic_write_text, check_new_folder, read_settings,
+                                   seed_folder)
 
 PROG = "python -m games.language_forgetting"
 SCRIPT = "language_forgetting"
@@ -132,7 +133,7 @@ def planned_runs(args: argparse.Namespace) -> tuple[pathlib.Path, list[tuple[pat
     out = args.out if args.out is not None else (
         f"runs/{SCRIPT}-seed{args.seeds or seeds[0]}-{time.strftime('%Y%m%d-%H%M%S')}")
     root = check_new_folder(out)
-    paths = [root] if args.seeds is None else [check_new_folder(root / f"seed{seed}") for seed in seeds]
+    paths = [root] if args.seeds is None else [check_new_folder(root / seed_folder(seed)) for seed in seeds]
     return root, list(zip(paths, configs)), False
 
 

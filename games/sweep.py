@@ -47,6 +47,7 @@ from analysis.cli import run_command, starting
 
 with starting(__name__):  # Ctrl-C while torch loads: one line, exit 130
     from emergent_frl.relearn import RelearnConfig
+    from emergent_frl.runs import seed_folder
     from emergent_frl.batched import ENGINES
     from emergent_frl.sweeps import (
         BACKENDS, DEFAULT_BATCH, SweepError, SweepRun, check_sweep, default_workers, describe_tasks, plan_tasks, run_sweep,
@@ -186,7 +187,7 @@ def _expand_point(base: dict, point: dict, variants: dict, presets) -> SweepRun:
     config = run.config
     prefix = ",".join(f"{key}={_slug(config.get(key, point[key]))}" for key in point
                       if key not in ("strategy", "seed"))
-    name = "/".join([*([prefix] if prefix else []), config["strategy"], f"seed{config['seed']}"])
+    name = "/".join([*([prefix] if prefix else []), config["strategy"], seed_folder(config["seed"])])
     if len(prefix) > _MAX_NAME:
         raise SweepError(f"grid: directory name {prefix[:60]}... too long; use fewer grid keys")
     return SweepRun(name, config)

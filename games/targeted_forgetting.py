@@ -33,7 +33,7 @@ from analysis.cli import run_command, starting
 with starting(__name__):  # Ctrl-C while torch loads: one line, exit 130
     from analysis.probe_plot import PROBE_FILE, load_probe, probe_summary, summary_table
     from emergent_frl.batched import parse_seeds
-    from emergent_frl.runs import RunDirectory, check_new_folder
+    from emergent_frl.runs import RunDirectory, check_new_folder, seed_folder
     from emergent_frl.vision.checks import check_seed
     from emergent_frl.vision.experiment import set_threads
     from emergent_frl.vision.footprint import out_of_memory_as_memory_error
@@ -126,7 +126,7 @@ def plan(out: pathlib.Path, configs: list[ProbeConfig]) -> list[tuple[pathlib.Pa
     folder of other files, a probe with other settings) comes before any folder is made."""
     plans = []
     for config in configs:
-        path = check_new_folder(out / f"seed{config.seed}")
+        path = check_new_folder(out / seed_folder(config.seed))
         plans.append((path, (path / PROBE_FILE).exists() and finished(path, config)))
     return plans
 
