@@ -3,11 +3,20 @@
 Ren et al. (2020): each generation a *new* speaker learns, by cross-entropy, the messages the
 previous speaker uses for the training objects; only that data carries the language across
 generations. The same routine measures how faithfully a speaker copies a language.
+
+Many runs' imitations (a batch of seeds at one boundary) train as one computation
+(`imitate_together`): the speakers' own `log_prob_of` under vmap over their stacked parameters,
+as the batched engine trains games, instead of one run after another.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
 import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 
 from emergent_frl.agents import Sender
 from emergent_frl.objects import ObjectSpace
@@ -71,3 +80,112 @@ def imitate(
         "imitation_loss": float(loss.detach()),
         "imitation_accuracy": lexicon_accuracy(sender, space, objects, messages),
     }
+
+
+@dataclass
+class Imitation:
+    """One new speaker's imitation of its predecessor's lexicon (the arguments of `imitate`), as
+    work a trainer carries out at a boundary: alone (`run`), or together with other runs'
+    (`imitate_together`). `fields` holds the result (imitation_loss, imitation_accuracy)."""
+
+    sender: nn.Module
+    space: ObjectSpace
+    objects: torch.Tensor
+    messages: torch.Tensor
+    iterations: int
+    batch_size: int
+    lr: float
+    generator: torch.Generator
+    fields: dict[str, float] = field(default_factory=dict)
+
+    def run(self) -> dict[str, float]:
+        self.fields = imitate(self.sender, self.space, self.objects, self.messages, iterations=self.iterations,
+                              batch_size=self.batch_size, lr=self.lr, generator=self.generator)
+        return self.fields
+
+
+class _LogProbOf(nn.Module):
+    """A sender's `log_prob_of` as a forward, so that `functional_call` can run it."""
+
+    def __init__(self, sender: nn.Module):
+        super().__init__()
+        self.sender = sender
+
+    def forward(self, inputs: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
+        return self.sender.log_prob_of(inputs, messages)
+
+
+def _signature(work: Imitation) -> tuple[Any, ...]:
+    """What imitations must share to train as one computation."""
+    sender = work.sender
+    return (type(sender), [(n, tuple(p.shape)) for n, p in sender.named_parameters()],
+            [(n, tuple(b.shape), b.dtype) for n, b in sender.named_buffers()], work.iterations, work.batch_size,
+            work.lr, next(sender.parameters()).device)
+
+
+def imitate_together(imitations: Sequence[Imitation]) -> None:
+    """Carry out every imitation, those of one shape as one computation; each one's `fields` are
+    set as `run` sets them, and each speaker ends as `imitate` alone would leave it, to float
+    rounding: each run draws its batches from its own generator in `imitate`'s order, and one Adam
+    over the stacked parameters is one Adam per speaker (Adam is elementwise). Speakers whose
+    modules vmap cannot batch are taught one by one."""
+    groups: dict[int, list[Imitation]] = {}
+    signatures: list[tuple[Any, ...]] = []
+    for work in imitations:
+        signature = _signature(work)
+        if signature not in signatures:
+            signatures.append(signature)
+        groups.setdefault(signatures.index(signature), []).append(work)
+    for group in groups.values():
+        if len(group) == 1 or group[0].iterations == 0 or not _imitate_stacked(group):
+            for work in group:
+                work.run()
+
+
+def _imitate_stacked(group: Sequence[Imitation]) -> bool:
+    """`imitate` for a group of one shape, as one computation; False (nothing drawn or changed)
+    when the speakers cannot run under vmap."""
+    first = group[0]
+    senders = [work.sender for work in group]
+    device = next(first.sender.parameters()).device
+    inputs = [work.space.encode_index(work.objects.to(device)) for work in group]
+    messages = [work.messages.to(device) for work in group]
+    wrappers = [_LogProbOf(sender) for sender in senders]
+    params, buffers = stack_module_state(wrappers)
+    template = wrappers[0]
+
+    def losses(params, buffers, x, m):
+        return -vmap(lambda p, b, xi, mi: functional_call(template, (p, b), (xi, mi)).mean())(params, buffers, x, m)
+
+    modes = [sender.training for sender in senders]
+    for sender in senders:
+        sender.train()
+    try:
+        try:  # a first forward on fixed rows, before any draw: can these modules run under vmap?
+            with torch.no_grad():
+                rows = torch.arange(first.batch_size, device=device)
+                losses(params, {n: b.clone() for n, b in buffers.items()},
+                       torch.stack([x[rows % len(x)] for x in inputs]), torch.stack([m[rows % len(m)] for m in messages]))
+        except RuntimeError:
+            return False
+        optimizer = torch.optim.Adam(params.values(), lr=first.lr)
+        loss = torch.zeros(len(group), device=device)
+        for _ in range(first.iterations):
+            picks = [torch.randint(len(work.objects), (work.batch_size,), generator=work.generator,
+                                   device=work.generator.device).to(device) for work in group]
+            loss = losses(params, buffers, torch.stack([x[p] for x, p in zip(inputs, picks)]),
+                          torch.stack([m[p] for m, p in zip(messages, picks)]))
+            optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            optimizer.step()
+        with torch.no_grad():
+            for i, wrapper in enumerate(wrappers):
+                for name, tensor in [*wrapper.named_parameters(), *wrapper.named_buffers()]:
+                    tensor.copy_((params if name in params else buffers)[name][i])
+    finally:
+        for sender, mode in zip(senders, modes):
+            sender.train(mode)
+    for i, work in enumerate(group):
+        work.fields = {"imitation_loss": float(loss[i].detach()),
+                       "imitation_accuracy": lexicon_accuracy(work.sender, work.space, work.objects, work.messages)}
+    return True

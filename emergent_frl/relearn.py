@@ -28,12 +28,14 @@ from tqdm.auto import tqdm
 
 from emergent_frl.footprint import check_fits_in_memory
 from emergent_frl.games import LanguageGame
+from emergent_frl.imitation import Imitation
 from emergent_frl.knobs import check_knobs, knob
 from emergent_frl.runs import CHECKPOINT_FILE, RunDirectory, describe_load_error, software_versions
 from emergent_frl.protocols import ImitatingSender, check_agent
 from emergent_frl.teaching import ease_of_teaching
 from emergent_frl.trainers import ReferenceTrainer, Trainer
-from emergent_frl.strategies import STRATEGIES, IteratedLearning, PartialForgetting, Strategy, build_strategy
+from emergent_frl.strategies import (STRATEGIES, BoundaryResult, IteratedLearning, PartialForgetting, Strategy,
+                                     build_strategy)
 from emergent_frl.settings_history import saved_game_settings
 from emergent_frl.training import (
     ConfigError,
@@ -226,6 +228,7 @@ class LanguageRun:
         self.records: list[dict[str, Any]] = []
         self.n_evaluations = 0
         self.boundary_pending = False  # the last finished generation was the final one: no forgetting after it
+        self._finishing: tuple[dict[str, Any], BoundaryResult | None, float] | None = None  # begin_finishing's
 
     # -- persistence ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -315,9 +318,11 @@ class LanguageRun:
         return [(n, only) for n, only in ((warmup, "receiver"), (self.relearn.iterations_per_generation - warmup, None))
                 if n > 0]
 
-    def finish_generation(self, stats: dict[str, Any], training_seconds: float = 0.0) -> None:
+    def begin_finishing(self, stats: dict[str, Any], training_seconds: float = 0.0) -> list[Imitation]:
         """The generation's iterations are trained (`stats`: the trainer's result for its last
-        phase): score it, forget (unless it is the last), and write it (record, language,
+        phase): score it and begin forgetting (unless it is the last). Returns the imitations
+        the boundary leaves: carry them out (alone, or a batch's together: `Trainer.imitate`),
+        then `end_finishing` completes the boundary and writes the generation (record, language,
         checkpoint)."""
         started = time.perf_counter()
         g = self.generation
@@ -337,17 +342,36 @@ class LanguageRun:
                                            seed=self.config.seed * 100_003 + g))
         self.boundary_pending = g == self.relearn.generations - 1
         self._languages = [{**self._language_table(messages), "when": "before_forgetting"}]
+        boundary = None
         if not self.boundary_pending:
-            self._forget_into(record)
+            boundary = self.strategy.begin_forgetting(self.game, self.optimizers, self.generator)
         else:
             record["topsim_after_forgetting"] = None
             record["accuracy_after_forgetting"] = None
-        record["seconds"] = training_seconds + time.perf_counter() - started
+        self._finishing = (record, boundary, started - training_seconds)
+        return [] if boundary is None else boundary.imitations
+
+    def end_finishing(self) -> None:
+        """The rest of `begin_finishing`'s generation, once the boundary's imitations are done."""
+        record, boundary, started = self._finishing
+        self._finishing = None
+        if boundary is not None:
+            self._end_forgetting(record, boundary)
+        record["seconds"] = time.perf_counter() - started
         self._write_generation(record)
 
     def _forget_into(self, record: dict[str, Any]) -> None:
         """Apply the strategy's boundary and add what it did, and the scores right after, to `record`."""
-        boundary = self.strategy.forget(self.game, self.optimizers, self.generator)
+        boundary = self.strategy.begin_forgetting(self.game, self.optimizers, self.generator)
+        for imitation in boundary.imitations:
+            imitation.run()
+        self._end_forgetting(record, boundary)
+
+    def _end_forgetting(self, record: dict[str, Any], boundary: BoundaryResult) -> None:
+        """After the strategy's boundary and its imitations: fresh optimizers if it asks, and what
+        it did and the scores right after, into `record`."""
+        for imitation in boundary.imitations:
+            boundary.fields.update(imitation.fields)
         if boundary.fresh_optimizers:
             self.optimizers = build_optimizers(self.game, self.config)
         if type(self.strategy) is not Strategy and self.game.baseline is not None:
@@ -472,15 +496,22 @@ def _generations(runs: list[LanguageRun], trainer: Trainer, stops: list[int], fa
             stats, diverged = trainer.train([runs[i] for i in group], n, only)
             failed.update({group[j]: error for j, error in diverged.items()})
         seconds = time.perf_counter() - started
+        finishing = []  # each run scores and forgets; the imitations its boundary leaves are taught together
+        imitations = []
         for j, i in enumerate(group):
             if i in failed:
                 continue
             try:
-                runs[i].finish_generation(stats[j], seconds)
+                imitations += runs[i].begin_finishing(stats[j], seconds)
             except NonFiniteError as error:
                 if len(runs) == 1:
                     raise
                 failed[i] = error
+                continue
+            finishing.append(i)
+        trainer.imitate(imitations)
+        for i in finishing:
+            runs[i].end_finishing()
         trainer.boundary_done()
 
 

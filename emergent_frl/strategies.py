@@ -16,7 +16,7 @@ from weights uses the shared operators in `emergent_frl.forgetting`; none has ma
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -31,7 +31,7 @@ from emergent_frl.forgetting import (
     reset_module,
 )
 from emergent_frl.games import LanguageGame
-from emergent_frl.imitation import imitate, lexicon
+from emergent_frl.imitation import Imitation, lexicon
 
 STRATEGIES = ("no_reset", "reset_receiver", "reset_sender", "pbf", "partial", "iterated_learning")
 AGENTS = ("sender", "receiver")
@@ -39,10 +39,13 @@ AGENTS = ("sender", "receiver")
 
 @dataclass
 class BoundaryResult:
-    """What a boundary changed: whether optimizers must be rebuilt, and fields for the record."""
+    """What a boundary changed: whether optimizers must be rebuilt, and fields for the record.
+    `imitations`: work `begin_forgetting` leaves for the trainer (which may carry out many runs'
+    at once); the boundary is done when they are, and their fields join the record."""
 
     fresh_optimizers: bool
     fields: dict[str, Any]
+    imitations: list[Imitation] = field(default_factory=list)
 
 
 class Strategy:
@@ -62,6 +65,12 @@ class Strategy:
     def forget(self, game: LanguageGame, optimizers: dict[str, torch.optim.Optimizer],
                generator: torch.Generator) -> BoundaryResult:
         return BoundaryResult(False, {})
+
+    def begin_forgetting(self, game: LanguageGame, optimizers: dict[str, torch.optim.Optimizer],
+                         generator: torch.Generator) -> BoundaryResult:
+        """`forget`, possibly leaving `imitations` for the trainer (what the generational loop
+        calls). Override `forget`; only a strategy with work a trainer can batch overrides this."""
+        return self.forget(game, optimizers, generator)
 
     def _apply_operators(self, game, optimizers) -> dict[str, Any]:
         fields = {}
@@ -109,17 +118,23 @@ class IteratedLearning(Strategy):
         self.imitation_batch_size = imitation_batch_size
         self.imitation_lr = imitation_lr
 
-    def forget(self, game, optimizers, generator) -> BoundaryResult:
+    def begin_forgetting(self, game, optimizers, generator) -> BoundaryResult:
+        """New agents, and the new speaker's imitation left for the trainer (which teaches a batch's
+        speakers together)."""
         objects = game.split.train
         taught = lexicon(game.sender, game.space, objects)
         init = _fork_generator(generator)
         reset_module(game.sender, init)
         reset_module(game.receiver, init)
-        fields = imitate(
-            game.sender, game.space, objects, taught, iterations=self.imitation_iterations,
-            batch_size=self.imitation_batch_size, lr=self.imitation_lr, generator=generator,
-        )
-        return BoundaryResult(True, fields)
+        imitation = Imitation(game.sender, game.space, objects, taught, iterations=self.imitation_iterations,
+                              batch_size=self.imitation_batch_size, lr=self.imitation_lr, generator=generator)
+        return BoundaryResult(True, {}, [imitation])
+
+    def forget(self, game, optimizers, generator) -> BoundaryResult:
+        boundary = self.begin_forgetting(game, optimizers, generator)
+        for imitation in boundary.imitations:
+            boundary.fields.update(imitation.run())
+        return BoundaryResult(boundary.fresh_optimizers, boundary.fields)
 
 
 def _fork_generator(generator: torch.Generator) -> torch.Generator:

@@ -8,7 +8,8 @@ and checkpoint itself. A trainer only trains; it never drives the loop.
   the agents' modules and the run's own optimizers. The plainest loop, what `run_language` runs.
 - `StackedTrainer` ("batched"): the group as one computation (`emergent_frl.stacked`): the same
   modules with their parameters stacked under vmap, each run's batch and noise from its own
-  generator, its own optimizers stepped by torch's functional Adam. The game scripts' default.
+  generator, its own optimizers stepped by torch's functional Adam; iterated learning's new
+  speakers imitate together too. The game scripts' default.
 
 Both call each run's `record_evaluation` every `eval_every` iterations with its greedy scores, and
 both consume each run's random stream exactly as the run alone would; they agree to float
@@ -23,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from emergent_frl.games import TRAINING_STATS
+from emergent_frl.imitation import Imitation, imitate_together
 from emergent_frl.stacked import StackedGames
 from emergent_frl.training import Interrupted, TrainingStats, evaluation_record, train_iterations
 
@@ -47,6 +49,9 @@ class Trainer(Protocol):
 
     def boundary_done(self) -> None:
         """The runs' own code ran (forgetting, fresh optimizers, a resume): pick up its changes."""
+
+    def imitate(self, imitations: Sequence[Imitation]) -> None:
+        """Carry out the imitations the runs' boundaries left (iterated learning's new speakers)."""
 
 
 def _optimizers_for(run: "LanguageRun", only: str | None) -> dict[str, torch.optim.Optimizer]:
@@ -87,6 +92,10 @@ class ReferenceTrainer:
     def boundary_done(self) -> None:
         pass
 
+    def imitate(self, imitations):
+        for imitation in imitations:
+            imitation.run()
+
 
 class StackedTrainer:
     """The group trained as one computation over its games' stacked parameters (`StackedGames`).
@@ -112,6 +121,11 @@ class StackedTrainer:
     def boundary_done(self) -> None:
         if self._stacked is not None:
             self._stacked.link()
+
+    def imitate(self, imitations):
+        """The runs' new speakers taught together: their stacked parameters under vmap
+        (`emergent_frl.imitation.imitate_together`)."""
+        imitate_together(imitations)
 
     def train(self, runs, n, only):
         from emergent_frl.relearn import NonFiniteError

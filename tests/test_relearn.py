@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
-from emergent_frl.imitation import imitate, lexicon, lexicon_accuracy
+import copy
+
+from emergent_frl.imitation import Imitation, imitate, imitate_together, lexicon, lexicon_accuracy
 from emergent_frl.relearn import (
     EVALUATIONS_FILE,
     LanguageRun,
@@ -109,6 +111,59 @@ def test_imitation_copies_the_previous_language():
                   generator=torch.Generator().manual_seed(0))
     assert out["imitation_accuracy"] > 0.9
     assert torch.equal(lexicon(game.sender, game.space, objects), target) or out["imitation_accuracy"] < 1
+
+
+def _imitations(games, generator_seed=10, iterations=40):
+    """One imitation per game: its sender (a copy) taught a random lexicon, own generator."""
+    out = []
+    for i, game in enumerate(games):
+        objects = torch.arange(game.space.n_objects)
+        target = torch.randint(game.sender.vocab_size, (len(objects), game.sender.max_len),
+                               generator=torch.Generator().manual_seed(100 + i))
+        out.append(Imitation(copy.deepcopy(game.sender), game.space, objects, target, iterations=iterations,
+                             batch_size=16, lr=1e-2, generator=torch.Generator().manual_seed(generator_seed + i)))
+    return out
+
+
+def test_imitations_taught_together_match_each_taught_alone(monkeypatch):
+    # Three speakers of one shape (taught as one computation) and one of another (alone).
+    games = [build_game(LanguageGameConfig(**{**TINY, "seed": s})) for s in (1, 2, 3)]
+    games.append(build_game(LanguageGameConfig(**{**TINY, "seed": 4, "hidden_size": 24})))
+    alone, together = _imitations(games), _imitations(games)
+    for work in alone:
+        work.run()
+    taught_alone = []
+    monkeypatch.setattr(Imitation, "run", lambda self, run=Imitation.run: taught_alone.append(self) or run(self))
+    imitate_together(together)
+    assert taught_alone == [together[3]]
+    for a, b in zip(alone, together):
+        assert torch.equal(a.generator.get_state(), b.generator.get_state())  # the same draws
+        for (name, p), q in zip(a.sender.named_parameters(), b.sender.parameters()):
+            assert torch.allclose(p, q, atol=1e-5), name
+        assert b.fields["imitation_loss"] == pytest.approx(a.fields["imitation_loss"], abs=1e-4)
+        assert b.fields["imitation_accuracy"] == a.fields["imitation_accuracy"]
+        assert b.sender.training  # its mode as it was
+    assert together[0].fields["imitation_accuracy"] > lexicon_accuracy(
+        games[0].sender, games[0].space, together[0].objects, together[0].messages)  # it learned
+
+
+def test_speakers_vmap_cannot_batch_are_taught_one_by_one():
+    class Unbatchable(type(build_game(LanguageGameConfig(**TINY)).sender)):
+        def log_prob_of(self, x, messages):
+            out = super().log_prob_of(x, messages)
+            return out * (1.0 if float(out.detach().sum()) < 1e9 else 0.0)  # a host read: vmap cannot batch it
+
+    games = [build_game(LanguageGameConfig(**{**TINY, "seed": s})) for s in (1, 2)]
+    alone, together = _imitations(games), _imitations(games)
+    for work in together:
+        work.sender.__class__ = Unbatchable
+    for work in alone:
+        work.run()
+    imitate_together(together)
+    for a, b in zip(alone, together):
+        assert torch.equal(a.generator.get_state(), b.generator.get_state())  # nothing drawn by the attempt
+        assert all(torch.equal(p, q) for p, q in zip(a.sender.parameters(), b.sender.parameters()))
+        assert b.fields == a.fields
 
 
 def test_iterated_learning_passes_the_lexicon_on():
