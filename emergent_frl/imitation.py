@@ -16,9 +16,10 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from emergent_frl.agents import Sender
+from emergent_frl.compiling import MaybeCompiled
 from emergent_frl.objects import ObjectSpace
 
 
@@ -123,69 +124,122 @@ def _signature(work: Imitation) -> tuple[Any, ...]:
             work.lr, next(sender.parameters()).device)
 
 
-def imitate_together(imitations: Sequence[Imitation]) -> None:
-    """Carry out every imitation, those of one shape as one computation; each one's `fields` are
-    set as `run` sets them, and each speaker ends as `imitate` alone would leave it, to float
-    rounding: each run draws its batches from its own generator in `imitate`'s order, and one Adam
+def imitate_together(imitations: Sequence[Imitation], compile: bool | str = False) -> None:
+    """Carry out every imitation, those of one shape as one computation (`JointImitation`)."""
+    JointImitation(compile)(imitations)
+
+
+def _run_loss(template: _LogProbOf):
+    """One run's loss: the mean negative log-probability of its batch's messages, by the
+    sender's own `log_prob_of` on that run's parameters."""
+    def loss(params, buffers, inputs, messages):
+        return -functional_call(template, (params, buffers), (inputs, messages)).mean()
+    return loss
+
+
+def _vmapped_losses(template: _LogProbOf):
+    """(params, buffers, inputs, messages), each stacked over runs -> each run's loss [S]."""
+    return vmap(_run_loss(template))
+
+
+def _vmapped_losses_and_gradients(template: _LogProbOf):
+    """As `_vmapped_losses`, with each run's gradients ({name: [S, ...]}) in the same graph
+    (`torch.func.grad_and_value`), as the compiled training step takes them."""
+    joint = vmap(grad_and_value(_run_loss(template)))
+
+    def step(params, buffers, inputs, messages):
+        grads, losses = joint(params, buffers, inputs, messages)
+        return losses, grads
+    return step
+
+
+class JointImitation:
+    """Teaches many runs' new speakers as one computation: each imitation's `fields` are set as
+    `Imitation.run` sets them, and each speaker ends as `imitate` alone would leave it, to float
+    rounding. Each run draws its batches from its own generator in `imitate`'s order, and one Adam
     over the stacked parameters is one Adam per speaker (Adam is elementwise). Speakers whose
-    modules vmap cannot batch are taught one by one."""
-    groups: dict[int, list[Imitation]] = {}
-    signatures: list[tuple[Any, ...]] = []
-    for work in imitations:
-        signature = _signature(work)
-        if signature not in signatures:
-            signatures.append(signature)
-        groups.setdefault(signatures.index(signature), []).append(work)
-    for group in groups.values():
-        if len(group) == 1 or group[0].iterations == 0 or not _imitate_stacked(group):
-            for work in group:
-                work.run()
+    modules vmap cannot batch are taught one by one.
 
+    `compile` (see `emergent_frl.compiling`): the step (losses and gradients as one graph) under
+    torch.compile, kept from one boundary to the next for the same first speaker, as a batch's
+    trainer keeps it."""
 
-def _imitate_stacked(group: Sequence[Imitation]) -> bool:
-    """`imitate` for a group of one shape, as one computation; False (nothing drawn or changed)
-    when the speakers cannot run under vmap."""
-    first = group[0]
-    senders = [work.sender for work in group]
-    device = next(first.sender.parameters()).device
-    inputs = [work.space.encode_index(work.objects.to(device)) for work in group]
-    messages = [work.messages.to(device) for work in group]
-    wrappers = [_LogProbOf(sender) for sender in senders]
-    params, buffers = stack_module_state(wrappers)
-    template = wrappers[0]
+    def __init__(self, compile: bool | str = False):
+        self.compile = compile
+        self._steps: dict[int, tuple[_LogProbOf, MaybeCompiled]] = {}
 
-    def losses(params, buffers, x, m):
-        return -vmap(lambda p, b, xi, mi: functional_call(template, (p, b), (xi, mi)).mean())(params, buffers, x, m)
+    def __call__(self, imitations: Sequence[Imitation]) -> None:
+        groups: dict[int, list[Imitation]] = {}
+        signatures: list[tuple[Any, ...]] = []
+        for work in imitations:
+            signature = _signature(work)
+            if signature not in signatures:
+                signatures.append(signature)
+            groups.setdefault(signatures.index(signature), []).append(work)
+        for group in groups.values():
+            if len(group) == 1 or group[0].iterations == 0 or not self._teach(group):
+                for work in group:
+                    work.run()
 
-    modes = [sender.training for sender in senders]
-    for sender in senders:
-        sender.train()
-    try:
-        try:  # a first forward on fixed rows, before any draw: can these modules run under vmap?
+    def _step_for(self, sender: nn.Module) -> tuple[_LogProbOf, MaybeCompiled]:
+        """The template and step for groups led by `sender` (the same speaker object at every
+        boundary of a batch, so a compiled step is compiled once)."""
+        template, step = self._steps.get(id(sender), (None, None))
+        if template is None or template.sender is not sender:
+            template = _LogProbOf(sender)
+            step = MaybeCompiled(_vmapped_losses_and_gradients(template), self.compile)
+            self._steps[id(sender)] = template, step
+        return template, step
+
+    def _teach(self, group: Sequence[Imitation]) -> bool:
+        """`imitate` for a group of one shape, as one computation; False (nothing drawn or
+        changed) when the speakers cannot run under vmap."""
+        first = group[0]
+        senders = [work.sender for work in group]
+        device = next(first.sender.parameters()).device
+        inputs = [work.space.encode_index(work.objects.to(device)) for work in group]
+        messages = [work.messages.to(device) for work in group]
+        template, step = self._step_for(first.sender)
+        wrappers = [template, *(_LogProbOf(sender) for sender in senders[1:])]
+        params, buffers = stack_module_state(wrappers)
+        modes = [sender.training for sender in senders]
+        for sender in senders:
+            sender.train()
+        try:
+            try:  # a first forward on fixed rows, before any draw: can these modules run under vmap?
+                with torch.no_grad():
+                    rows = torch.arange(first.batch_size, device=device)
+                    _vmapped_losses(template)(params, {n: b.clone() for n, b in buffers.items()},
+                                              torch.stack([x[rows % len(x)] for x in inputs]),
+                                              torch.stack([m[rows % len(m)] for m in messages]))
+            except RuntimeError:
+                return False
+            optimizer = torch.optim.Adam(params.values(), lr=first.lr)
+            eager_losses = None if step.is_compiled else _vmapped_losses(template)
+            loss = torch.zeros(len(group), device=device)
+            for _ in range(first.iterations):
+                picks = [torch.randint(len(work.objects), (work.batch_size,), generator=work.generator,
+                                       device=work.generator.device).to(device) for work in group]
+                batch = (torch.stack([x[p] for x, p in zip(inputs, picks)]),
+                         torch.stack([m[p] for m, p in zip(messages, picks)]))
+                optimizer.zero_grad(set_to_none=True)
+                if eager_losses is not None:  # eager, autograd runs faster than the functional transform
+                    loss = eager_losses(params, buffers, *batch)
+                    loss.sum().backward()
+                else:
+                    loss, grads = step({n: p.detach() for n, p in params.items()}, buffers, *batch)
+                    for name, p in params.items():
+                        p.grad = grads[name]
+                optimizer.step()
             with torch.no_grad():
-                rows = torch.arange(first.batch_size, device=device)
-                losses(params, {n: b.clone() for n, b in buffers.items()},
-                       torch.stack([x[rows % len(x)] for x in inputs]), torch.stack([m[rows % len(m)] for m in messages]))
-        except RuntimeError:
-            return False
-        optimizer = torch.optim.Adam(params.values(), lr=first.lr)
-        loss = torch.zeros(len(group), device=device)
-        for _ in range(first.iterations):
-            picks = [torch.randint(len(work.objects), (work.batch_size,), generator=work.generator,
-                                   device=work.generator.device).to(device) for work in group]
-            loss = losses(params, buffers, torch.stack([x[p] for x, p in zip(inputs, picks)]),
-                          torch.stack([m[p] for m, p in zip(messages, picks)]))
-            optimizer.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            optimizer.step()
-        with torch.no_grad():
-            for i, wrapper in enumerate(wrappers):
-                for name, tensor in [*wrapper.named_parameters(), *wrapper.named_buffers()]:
-                    tensor.copy_((params if name in params else buffers)[name][i])
-    finally:
-        for sender, mode in zip(senders, modes):
-            sender.train(mode)
-    for i, work in enumerate(group):
-        work.fields = {"imitation_loss": float(loss[i].detach()),
-                       "imitation_accuracy": lexicon_accuracy(work.sender, work.space, work.objects, work.messages)}
-    return True
+                for i, wrapper in enumerate(wrappers):
+                    for name, tensor in [*wrapper.named_parameters(), *wrapper.named_buffers()]:
+                        tensor.copy_((params if name in params else buffers)[name][i])
+        finally:
+            for sender, mode in zip(senders, modes):
+                sender.train(mode)
+        for i, work in enumerate(group):
+            work.fields = {"imitation_loss": float(loss[i].detach()),
+                           "imitation_accuracy": lexicon_accuracy(work.sender, work.space, work.objects,
+                                                                  work.messages)}
+        return True

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from emergent_frl.games import TRAINING_STATS
-from emergent_frl.imitation import Imitation, imitate_together
+from emergent_frl.imitation import Imitation, JointImitation
 from emergent_frl.stacked import StackedGames
 from emergent_frl.training import Interrupted, TrainingStats, evaluation_record, train_iterations
 
@@ -110,6 +110,7 @@ class StackedTrainer:
         self.bar = None
         self._stacked: StackedGames | None = None
         self._members: tuple[int, ...] = ()
+        self._imitation = JointImitation(compile)
 
     def stacked_for(self, runs: Sequence["LanguageRun"]) -> StackedGames:
         key = tuple(id(run.game) for run in runs)
@@ -123,9 +124,9 @@ class StackedTrainer:
             self._stacked.link()
 
     def imitate(self, imitations):
-        """The runs' new speakers taught together: their stacked parameters under vmap
-        (`emergent_frl.imitation.imitate_together`)."""
-        imitate_together(imitations)
+        """The runs' new speakers taught together: their stacked parameters under vmap, compiled
+        as the training step is (`emergent_frl.imitation.JointImitation`)."""
+        self._imitation(imitations)
 
     def train(self, runs, n, only):
         from emergent_frl.relearn import NonFiniteError

@@ -7,7 +7,7 @@ import torch
 
 import copy
 
-from emergent_frl.imitation import Imitation, imitate, imitate_together, lexicon, lexicon_accuracy
+from emergent_frl.imitation import Imitation, JointImitation, imitate, imitate_together, lexicon, lexicon_accuracy
 from emergent_frl.relearn import (
     EVALUATIONS_FILE,
     LanguageRun,
@@ -145,6 +145,24 @@ def test_imitations_taught_together_match_each_taught_alone(monkeypatch):
         assert b.sender.training  # its mode as it was
     assert together[0].fields["imitation_accuracy"] > lexicon_accuracy(
         games[0].sender, games[0].space, together[0].objects, together[0].messages)  # it learned
+
+
+def test_compiled_joint_imitation_matches_each_taught_alone_and_compiles_once():
+    games = [build_game(LanguageGameConfig(**{**TINY, "seed": s})) for s in (1, 2)]
+    joint = JointImitation(compile=True)
+    for boundary in range(2):  # two boundaries of one batch: the same first speaker, one compiled step
+        alone, together = (_imitations(games, generator_seed=10 * boundary) for _ in range(2))
+        together[0].sender = games[0].sender
+        for work in alone:
+            work.run()
+        joint(together)
+        for a, b in zip(alone, together):
+            assert torch.equal(a.generator.get_state(), b.generator.get_state())
+            for (name, p), q in zip(a.sender.named_parameters(), b.sender.parameters()):
+                assert torch.allclose(p, q, atol=1e-5), name
+            assert b.fields["imitation_loss"] == pytest.approx(a.fields["imitation_loss"], abs=1e-4)
+        (template, step), = joint._steps.values()
+        assert step.is_compiled and template.sender is games[0].sender
 
 
 def test_speakers_vmap_cannot_batch_are_taught_one_by_one():
