@@ -93,9 +93,12 @@ def test_a_batched_run_consumes_its_single_runs_random_stream(strategy):
         assert member.records[0]["train_loss"] == pytest.approx(single.records[0]["train_loss"], abs=0.1)
 
 
-def test_resumed_batch_writes_the_records_of_an_uninterrupted_one(tmp_path):
-    values = [tiny(strategy=s, seed=i, generations=3, iterations_per_generation=12, eval_every=6)
-              for i, s in enumerate(["pbf", "reset_sender"])]
+@pytest.mark.parametrize("strategies", [("pbf", "reset_sender"), ("iterated_learning", "iterated_learning")])
+def test_resumed_batch_writes_the_records_of_an_uninterrupted_one(tmp_path, strategies):
+    # two iterated-learning runs: their speakers imitate together at each boundary
+    values = [tiny(strategy=s, seed=i, generations=3, iterations_per_generation=12, eval_every=6,
+                   imitation_iterations=8, listener_only_iterations=3)
+              for i, s in enumerate(strategies)]
     straight = [str(tmp_path / f"straight-{i}") for i in range(2)]
     resumed = [str(tmp_path / f"resumed-{i}") for i in range(2)]
     run_language_batched(values, straight, progress=False)
