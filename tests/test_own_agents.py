@@ -13,6 +13,7 @@ import torch
 import myagents
 from emergent_frl.batched import run_language_batched
 from emergent_frl.forgetting import partial_forgetting
+from emergent_frl.imitation import Imitation
 from emergent_frl.relearn import run_language
 from emergent_frl.strategies import OperatorStrategy
 from emergent_frl.sweeps import SweepRun, run_sweep
@@ -43,6 +44,24 @@ class _NoEos(myagents.MlpGruSender):
 def no_eos(config):
     sender, receiver = myagents.build(config)
     return _NoEos(config.space().input_size, config.vocab_size, config.max_len), receiver
+
+
+class _ImitatingSender(myagents.MlpGruSender):
+    """The guide's speaker with `log_prob_of`, which iterated learning's imitation needs."""
+
+    def log_prob_of(self, x, messages):
+        h, symbol, total = self.encoder(x), None, 0.0
+        for t in range(self.max_len):
+            h = self.cell(symbol, (h, None))[0]
+            log_p = self.head(h).log_softmax(-1)
+            total = total + log_p.gather(-1, messages[:, t:t + 1])[:, 0]
+            symbol = myagents.one_hot(messages[:, t], self.vocab_size, log_p.dtype)
+        return total
+
+
+def imitating(config):
+    sender, receiver = myagents.build(config)
+    return _ImitatingSender(config.space().input_size, config.vocab_size, config.max_len), receiver
 
 
 def raises(config):
@@ -183,3 +202,16 @@ def test_a_strategy_object_of_your_own_is_what_runs_and_what_the_records_name(tm
     run_language(values, str(tmp_path / "cut"), progress=False, strategy=mine(), until=2)
     run_language(values, str(tmp_path / "cut"), progress=False, strategy=mine(), resume=True)
     assert records(tmp_path / "cut") == records(tmp_path / "whole")
+
+
+def test_own_speakers_imitate_together_in_a_batch_with_iterated_learning(monkeypatch):
+    taught_alone = []
+    monkeypatch.setattr(Imitation, "run", lambda self, run=Imitation.run: taught_alone.append(self) or run(self))
+    values = [{**SMALL, "agents": "test_own_agents:imitating", "seed": s, "strategy": "iterated_learning",
+               "generations": 2, "iterations_per_generation": 60, "imitation_iterations": 300,
+               "listener_only_iterations": 10, "lr_sender": 0.01} for s in (0, 1)]
+    batched = run_language_batched(values, progress=False)
+    assert taught_alone == []  # one computation for both speakers
+    for records in batched:
+        assert records[0]["strategy"] == "iterated_learning"
+        assert records[0]["imitation_accuracy"] > 0.9, records[0]  # each new speaker learned its lexicon
