@@ -509,7 +509,11 @@ def _generations(runs: list[LanguageRun], trainer: Trainer, stops: list[int], fa
                 failed[i] = error
                 continue
             finishing.append(i)
-        trainer.imitate(imitations)
+        if hasattr(trainer, "imitate"):
+            trainer.imitate(imitations)
+        else:  # a trainer of your own written before `Trainer.imitate`: each run's alone
+            for imitation in imitations:
+                imitation.run()
         for i in finishing:
             runs[i].end_finishing()
         trainer.boundary_done()

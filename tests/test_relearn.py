@@ -193,6 +193,31 @@ def test_iterated_learning_passes_the_lexicon_on():
     assert records[0]["topsim_after_forgetting"] == pytest.approx(records[0]["topsim"], abs=0.15)
 
 
+def test_a_trainer_of_your_own_without_imitate_teaches_each_speaker_alone():
+    from emergent_frl.trainers import ReferenceTrainer
+
+    class Mine:  # trains as the reference trainer does, and has no `imitate`
+        name = "mine"
+
+        def __init__(self):
+            self.inner, self.bar = ReferenceTrainer(progress=False), None
+
+        def train(self, runs, n, only):
+            self.inner.bar = self.bar
+            return self.inner.train(runs, n, only)
+
+        def boundary_done(self):
+            pass
+
+    values = tiny(strategy="iterated_learning", generations=2, iterations_per_generation=20,
+                  imitation_iterations=30, listener_only_iterations=5)
+    game_config, relearn = split_config(values)
+    mine = LanguageRun(game_config, relearn, progress=False, trainer=Mine()).run()
+    reference = LanguageRun(game_config, relearn, progress=False).run()
+    strip = lambda rs: str([{k: v for k, v in r.items() if k != "seconds"} for r in rs])  # noqa: E731  (nan == nan)
+    assert strip(mine) == strip(reference) and "imitation_accuracy" in mine[0]
+
+
 def test_ease_of_teaching_records_a_learning_curve():
     records = run_language(tiny(generations=1, iterations_per_generation=20, ease_of_teaching=True,
                                 ease_of_teaching_iterations=30, ease_of_teaching_eval_every=10), None,
