@@ -24,8 +24,9 @@ set against the peak of a plain matmul measured in the same invocation (the best
 same threads), and executed FLOPs also against the "shape peak": the rate of the variant's own
 matrix products (shapes profiled from one step), each shape timed alone with its operands in
 cache. For (c) S=16 on a CPU it also prints how long those products take inside the step
-(profiled), back to back on their own operands, and each after the caches are evicted. Every variant is timed in `--rounds` interleaved rounds and the best round counts,
-so background load on a shared machine hurts all variants alike; `--clock process` times this
+(profiled), back to back on their own operands, and each after the caches are evicted. Every
+variant is timed in `--rounds` interleaved rounds and the best round counts, so background load
+on a shared machine hurts all variants alike; `--clock process` times this
 process's CPU time instead of elapsed time. The allocator setting `BatchedLanguageRuns` makes
 (`keep_freed_memory`) is process-wide, so (a) runs with it too. It measures; it asserts nothing.
 
@@ -210,8 +211,8 @@ def gemm_seconds_in_step(loop, steps: int = 10) -> float:
 
 def gemm_seconds_cold(shapes: list[tuple[int, int, int, int]], repeats: int = 10) -> float:
     """Seconds for the step's matrix products run one by one, each after a 64 MiB write that evicts
-    the caches (CPU): their time when every operand comes from memory, the floor of a step whose
-    working set is larger than the cache."""
+    the caches (CPU): their time when every operand comes from memory, as in a step whose working
+    set is larger than the cache."""
     evict = torch.empty(16 * 2**20)
     operands = _operands(shapes)
     totals = []
