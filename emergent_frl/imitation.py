@@ -43,6 +43,18 @@ def lexicon_accuracy(sender: Sender, space: ObjectSpace, objects: torch.Tensor,
     return float((spoken == messages.to(spoken.device)).all(1).float().mean())
 
 
+def _draw_rows(n_objects: int, batch_size: int, generator: torch.Generator, device) -> torch.Tensor:
+    """One imitation batch's rows, drawn with replacement from `generator` (on its device)."""
+    return torch.randint(n_objects, (batch_size,), generator=generator, device=generator.device).to(device)
+
+
+def _result(loss: torch.Tensor, sender: Sender, space: ObjectSpace, objects: torch.Tensor,
+            messages: torch.Tensor) -> dict[str, float]:
+    """An imitation's record fields: its last batch's loss and its exact-match lexicon accuracy."""
+    return {"imitation_loss": float(loss.detach()),
+            "imitation_accuracy": lexicon_accuracy(sender, space, objects, messages)}
+
+
 def imitate(
     sender: Sender,
     space: ObjectSpace,
@@ -70,17 +82,13 @@ def imitate(
     sender.train()
     loss = torch.zeros((), device=device)
     for _ in range(iterations):
-        pick = torch.randint(len(objects), (batch_size,), generator=generator, device=generator.device)
-        pick = pick.to(device)
+        pick = _draw_rows(len(objects), batch_size, generator, device)
         loss = -sender.log_prob_of(inputs[pick], messages[pick]).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
     sender.train(was_training)
-    return {
-        "imitation_loss": float(loss.detach()),
-        "imitation_accuracy": lexicon_accuracy(sender, space, objects, messages),
-    }
+    return _result(loss, sender, space, objects, messages)
 
 
 @dataclass
@@ -202,6 +210,7 @@ class JointImitation:
         template, step = self._step_for(first.sender)
         wrappers = [template, *(_LogProbOf(sender) for sender in senders[1:])]
         params, buffers = stack_module_state(wrappers)
+        forward = _vmapped_losses(template)
         modes = [sender.training for sender in senders]
         for sender in senders:
             sender.train()
@@ -209,17 +218,16 @@ class JointImitation:
             try:  # a first forward on fixed rows, before any draw: can these modules run under vmap?
                 with torch.no_grad():
                     rows = torch.arange(first.batch_size, device=device)
-                    _vmapped_losses(template)(params, {n: b.clone() for n, b in buffers.items()},
-                                              torch.stack([x[rows % len(x)] for x in inputs]),
-                                              torch.stack([m[rows % len(m)] for m in messages]))
+                    forward(params, {n: b.clone() for n, b in buffers.items()},
+                            torch.stack([x[rows % len(x)] for x in inputs]),
+                            torch.stack([m[rows % len(m)] for m in messages]))
             except RuntimeError:
                 return False
             optimizer = torch.optim.Adam(params.values(), lr=first.lr)
-            eager_losses = None if step.is_compiled else _vmapped_losses(template)
+            eager_losses = None if step.is_compiled else forward
             loss = torch.zeros(len(group), device=device)
             for _ in range(first.iterations):
-                picks = [torch.randint(len(work.objects), (work.batch_size,), generator=work.generator,
-                                       device=work.generator.device).to(device) for work in group]
+                picks = [_draw_rows(len(work.objects), work.batch_size, work.generator, device) for work in group]
                 batch = (torch.stack([x[p] for x, p in zip(inputs, picks)]),
                          torch.stack([m[p] for m, p in zip(messages, picks)]))
                 optimizer.zero_grad(set_to_none=True)
@@ -239,7 +247,5 @@ class JointImitation:
             for sender, mode in zip(senders, modes):
                 sender.train(mode)
         for i, work in enumerate(group):
-            work.fields = {"imitation_loss": float(loss[i].detach()),
-                           "imitation_accuracy": lexicon_accuracy(work.sender, work.space, work.objects,
-                                                                  work.messages)}
+            work.fields = _result(loss[i], work.sender, work.space, work.objects, work.messages)
         return True
