@@ -127,9 +127,9 @@ class _LogProbOf(nn.Module):
 def _signature(work: Imitation) -> tuple[Any, ...]:
     """What imitations must share to train as one computation."""
     sender = work.sender
-    return (type(sender), [(n, tuple(p.shape)) for n, p in sender.named_parameters()],
-            [(n, tuple(b.shape), b.dtype) for n, b in sender.named_buffers()], work.iterations, work.batch_size,
-            work.lr, next(sender.parameters()).device)
+    return (type(sender), tuple((n, tuple(p.shape)) for n, p in sender.named_parameters()),
+            tuple((n, tuple(b.shape), b.dtype) for n, b in sender.named_buffers()), work.iterations,
+            work.batch_size, work.lr, next(sender.parameters()).device)
 
 
 def imitate_together(imitations: Sequence[Imitation], compile: bool | str = False) -> None:
@@ -150,15 +150,10 @@ def _vmapped_losses(template: _LogProbOf):
     return vmap(_run_loss(template))
 
 
-def _vmapped_losses_and_gradients(template: _LogProbOf):
-    """As `_vmapped_losses`, with each run's gradients ({name: [S, ...]}) in the same graph
+def _vmapped_gradients_and_losses(template: _LogProbOf):
+    """As `_vmapped_losses`, with each run's gradients ({name: [S, ...]}) first, in the same graph
     (`torch.func.grad_and_value`), as the compiled training step takes them."""
-    joint = vmap(grad_and_value(_run_loss(template)))
-
-    def step(params, buffers, inputs, messages):
-        grads, losses = joint(params, buffers, inputs, messages)
-        return losses, grads
-    return step
+    return vmap(grad_and_value(_run_loss(template)))
 
 
 class JointImitation:
@@ -177,13 +172,9 @@ class JointImitation:
         self._steps: dict[int, tuple[_LogProbOf, MaybeCompiled]] = {}
 
     def __call__(self, imitations: Sequence[Imitation]) -> None:
-        groups: dict[int, list[Imitation]] = {}
-        signatures: list[tuple[Any, ...]] = []
+        groups: dict[tuple[Any, ...], list[Imitation]] = {}
         for work in imitations:
-            signature = _signature(work)
-            if signature not in signatures:
-                signatures.append(signature)
-            groups.setdefault(signatures.index(signature), []).append(work)
+            groups.setdefault(_signature(work), []).append(work)
         for group in groups.values():
             if len(group) == 1 or group[0].iterations == 0 or not self._teach(group):
                 for work in group:
@@ -195,7 +186,7 @@ class JointImitation:
         template, step = self._steps.get(id(sender), (None, None))
         if template is None or template.sender is not sender:
             template = _LogProbOf(sender)
-            step = MaybeCompiled(_vmapped_losses_and_gradients(template), self.compile)
+            step = MaybeCompiled(_vmapped_gradients_and_losses(template), self.compile)
             self._steps[id(sender)] = template, step
         return template, step
 
@@ -235,7 +226,7 @@ class JointImitation:
                     loss = eager_losses(params, buffers, *batch)
                     loss.sum().backward()
                 else:
-                    loss, grads = step({n: p.detach() for n, p in params.items()}, buffers, *batch)
+                    grads, loss = step({n: p.detach() for n, p in params.items()}, buffers, *batch)
                     for name, p in params.items():
                         p.grad = grads[name]
                 optimizer.step()
